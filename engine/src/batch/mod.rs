@@ -1,0 +1,370 @@
+//! Columnar batches: a micro-batch of [`Event`]s as the Arrow tables rule SQL reads.
+//!
+//! Every table is documented in `docs/tables.md`; the schemas here are the contract.
+//! Input dictionaries are applied here, once per line, so rules compare canonical
+//! values (`gend` `1`/`2`, `medins_lv` 0–3, `setting` 1–4) whatever the 统筹区 sends.
+
+mod normalize;
+mod schema;
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
+    RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+};
+use chrono::{NaiveDate, NaiveDateTime};
+use fundwatch_rules::Dictionaries;
+
+pub use normalize::{Normalized, age_on, normalize_encounter};
+pub use schema::{TABLES, TableName, table_schema};
+
+use crate::event::Event;
+
+/// Where one row of `orders` came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineRef {
+    /// Index of the event in the batch.
+    pub event_idx: u32,
+    /// Index into `patient_dtos`.
+    pub patient: u16,
+    /// Index into `fsi_encounter_dtos`.
+    pub encounter: u16,
+    /// Index into `fsi_order_dtos`.
+    pub order: u32,
+}
+
+/// The tables of one micro-batch, plus the map from `orders.line_id` back to events.
+#[derive(Debug, Clone)]
+pub struct EventBatch {
+    /// `orders`, `diagnoses`, `encounters`, `operations`, indexed by [`TableName`].
+    pub tables: [RecordBatch; 4],
+    /// `orders.line_id` → source line.
+    pub lines: Vec<LineRef>,
+}
+
+impl EventBatch {
+    /// The table `name`.
+    pub fn table(&self, name: TableName) -> &RecordBatch {
+        &self.tables[name as usize]
+    }
+
+    /// Builds the tables for `events`, normalising with `dicts`.
+    pub fn build(events: &[&Event], dicts: &Dictionaries) -> Self {
+        let mut orders = OrdersBuilder::default();
+        let mut diagnoses = DiagnosesBuilder::default();
+        let mut encounters = EncountersBuilder::default();
+        let mut operations = OperationsBuilder::default();
+        let mut lines = Vec::new();
+
+        for (event_idx, event) in events.iter().enumerate() {
+            let event_idx = event_idx as u32;
+            let fallback_time = event.event_time();
+            for (p_idx, patient) in event.patients.iter().enumerate() {
+                for (e_idx, enc) in patient.encounters.iter().enumerate() {
+                    let current = enc.mdtrt_id == patient.curr_mdtrt_id;
+                    let norm = normalize_encounter(patient, enc, dicts);
+                    // 事中 requests often flag no line: then every line of the current
+                    // encounter is under check (documented in docs/tables.md).
+                    let none_flagged = !enc.orders.iter().any(|o| o.curr_drord_flag);
+                    let enc_time = enc.adm_date.or(fallback_time);
+                    let key = RowKey {
+                        event_idx,
+                        patn_id: &patient.patn_id,
+                        mdtrt_id: &enc.mdtrt_id,
+                        current,
+                    };
+                    encounters.push(&key, enc, &norm, patient.brdy, enc_time);
+                    for diag in &enc.diagnoses {
+                        diagnoses.push(&key, &diag.dise_codg, diag.maindise_flag);
+                    }
+                    if !enc.dscg_main_dise_codg.is_empty()
+                        && !enc.diagnoses.iter().any(|d| d.dise_codg == enc.dscg_main_dise_codg)
+                    {
+                        diagnoses.push(&key, &enc.dscg_main_dise_codg, true);
+                    }
+                    for op in &enc.operations {
+                        operations.push(&key, &op.oprn_code, op.oprn_date, op.main_oprn_flag);
+                    }
+                    for (o_idx, order) in enc.orders.iter().enumerate() {
+                        let line_id = lines.len() as i64;
+                        lines.push(LineRef {
+                            event_idx,
+                            patient: p_idx as u16,
+                            encounter: e_idx as u16,
+                            order: o_idx as u32,
+                        });
+                        let time = order.drord_begn_date.or(enc_time);
+                        let checked = current && (order.curr_drord_flag || none_flagged);
+                        orders.push(line_id, &key, checked, order, time, &norm, patient.brdy);
+                    }
+                }
+            }
+        }
+        Self {
+            tables: [
+                orders.finish(),
+                diagnoses.finish(),
+                encounters.finish(),
+                operations.finish(),
+            ],
+            lines,
+        }
+    }
+}
+
+struct RowKey<'a> {
+    event_idx: u32,
+    patn_id: &'a str,
+    mdtrt_id: &'a str,
+    current: bool,
+}
+
+fn epoch_days(date: NaiveDate) -> i32 {
+    (date - NaiveDate::default()).num_days() as i32
+}
+
+fn millis(time: Option<NaiveDateTime>) -> Option<i64> {
+    time.map(|t| t.and_utc().timestamp_millis())
+}
+
+fn batch(name: TableName, columns: Vec<ArrayRef>) -> RecordBatch {
+    // The builders below push exactly the columns of `table_schema(name)`, in order;
+    // a mismatch is a programming error caught by every test that builds a batch.
+    RecordBatch::try_new(table_schema(name), columns)
+        .unwrap_or_else(|err| panic!("batch builder out of sync with schema of {name:?}: {err}"))
+}
+
+#[derive(Default)]
+struct KeyColumns {
+    event_idx: Int64Builder,
+    patn_id: StringBuilder,
+    mdtrt_id: StringBuilder,
+    enc_current: BooleanBuilder,
+}
+
+impl KeyColumns {
+    fn push(&mut self, key: &RowKey<'_>) {
+        self.event_idx.append_value(key.event_idx as i64);
+        self.patn_id.append_value(key.patn_id);
+        self.mdtrt_id.append_value(key.mdtrt_id);
+        self.enc_current.append_value(key.current);
+    }
+
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.event_idx.finish()),
+            Arc::new(self.patn_id.finish()),
+            Arc::new(self.mdtrt_id.finish()),
+            Arc::new(self.enc_current.finish()),
+        ]
+    }
+}
+
+/// Patient and encounter facts repeated on every order row, so that most rules
+/// need no join.
+#[derive(Default)]
+struct ContextColumns {
+    medins_id: StringBuilder,
+    medins_lv: Int32Builder,
+    setting: Int32Builder,
+    med_type: StringBuilder,
+    insutype: StringBuilder,
+    internet: BooleanBuilder,
+    adm_time: TimestampMillisecondBuilder,
+    dscg_time: TimestampMillisecondBuilder,
+    gend: StringBuilder,
+    age_years: Float64Builder,
+    age_days: Int64Builder,
+    poolarea: StringBuilder,
+}
+
+impl ContextColumns {
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.medins_id.finish()),
+            Arc::new(self.medins_lv.finish()),
+            Arc::new(self.setting.finish()),
+            Arc::new(self.med_type.finish()),
+            Arc::new(self.insutype.finish()),
+            Arc::new(self.internet.finish()),
+            Arc::new(self.adm_time.finish()),
+            Arc::new(self.dscg_time.finish()),
+            Arc::new(self.gend.finish()),
+            Arc::new(self.age_years.finish()),
+            Arc::new(self.age_days.finish()),
+            Arc::new(self.poolarea.finish()),
+        ]
+    }
+}
+
+#[derive(Default)]
+struct OrdersBuilder {
+    line_id: Int64Builder,
+    key: KeyColumns,
+    curr: BooleanBuilder,
+    rx_id: StringBuilder,
+    rxno: StringBuilder,
+    hilist_code: StringBuilder,
+    hilist_name: StringBuilder,
+    hilist_type: StringBuilder,
+    long_drord: BooleanBuilder,
+    drord_bhvr: StringBuilder,
+    cnt: Float64Builder,
+    pric: Float64Builder,
+    sumamt: Float64Builder,
+    begn_time: TimestampMillisecondBuilder,
+    service_date: Date32Builder,
+    context: ContextColumns,
+}
+
+impl OrdersBuilder {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        line_id: i64,
+        key: &RowKey<'_>,
+        checked: bool,
+        order: &crate::event::Order,
+        time: Option<NaiveDateTime>,
+        norm: &Normalized,
+        brdy: Option<NaiveDate>,
+    ) {
+        self.line_id.append_value(line_id);
+        self.key.push(key);
+        self.curr.append_value(checked);
+        self.rx_id.append_value(&order.rx_id);
+        self.rxno.append_value(&order.rxno);
+        self.hilist_code.append_value(&order.hilist_code);
+        self.hilist_name.append_value(&order.hilist_name);
+        self.hilist_type.append_value(&order.hilist_type);
+        self.long_drord.append_value(order.long_drord_flag);
+        self.drord_bhvr.append_value(&order.drord_bhvr);
+        self.cnt.append_value(order.cnt);
+        self.pric.append_value(order.pric);
+        self.sumamt.append_value(order.sumamt);
+        self.begn_time.append_option(millis(time));
+        let date = time.map(|t| t.date());
+        self.service_date.append_option(date.map(epoch_days));
+        self.context.push(norm, brdy, date);
+    }
+
+    fn finish(mut self) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.line_id.finish())];
+        columns.extend(self.key.finish());
+        columns.extend([
+            Arc::new(self.curr.finish()) as ArrayRef,
+            Arc::new(self.rx_id.finish()),
+            Arc::new(self.rxno.finish()),
+            Arc::new(self.hilist_code.finish()),
+            Arc::new(self.hilist_name.finish()),
+            Arc::new(self.hilist_type.finish()),
+            Arc::new(self.long_drord.finish()),
+            Arc::new(self.drord_bhvr.finish()),
+            Arc::new(self.cnt.finish()),
+            Arc::new(self.pric.finish()),
+            Arc::new(self.sumamt.finish()),
+            Arc::new(self.begn_time.finish()),
+            Arc::new(self.service_date.finish()),
+        ]);
+        columns.extend(self.context.finish());
+        batch(TableName::Orders, columns)
+    }
+}
+
+impl ContextColumns {
+    fn push(&mut self, norm: &Normalized, brdy: Option<NaiveDate>, on: Option<NaiveDate>) {
+        self.medins_id.append_value(&norm.medins_id);
+        self.medins_lv.append_option(norm.medins_lv);
+        self.setting.append_option(norm.setting);
+        self.med_type.append_value(&norm.med_type);
+        self.insutype.append_value(&norm.insutype);
+        self.internet.append_value(norm.internet);
+        self.adm_time.append_option(norm.adm_millis);
+        self.dscg_time.append_option(norm.dscg_millis);
+        self.gend.append_option(norm.gend);
+        let age = match (brdy, on) {
+            (Some(b), Some(d)) => age_on(b, d),
+            _ => None,
+        };
+        self.age_years.append_option(age.map(|(years, _)| years as f64));
+        self.age_days.append_option(age.map(|(_, days)| days));
+        self.poolarea.append_value(&norm.poolarea);
+    }
+}
+
+#[derive(Default)]
+struct DiagnosesBuilder {
+    key: KeyColumns,
+    dise_codg: StringBuilder,
+    maindise: BooleanBuilder,
+}
+
+impl DiagnosesBuilder {
+    fn push(&mut self, key: &RowKey<'_>, code: &str, main: bool) {
+        self.key.push(key);
+        self.dise_codg.append_value(code);
+        self.maindise.append_value(main);
+    }
+
+    fn finish(mut self) -> RecordBatch {
+        let mut columns = self.key.finish();
+        columns.push(Arc::new(self.dise_codg.finish()));
+        columns.push(Arc::new(self.maindise.finish()));
+        batch(TableName::Diagnoses, columns)
+    }
+}
+
+#[derive(Default)]
+struct EncountersBuilder {
+    key: KeyColumns,
+    main_dise: StringBuilder,
+    context: ContextColumns,
+}
+
+impl EncountersBuilder {
+    fn push(
+        &mut self,
+        key: &RowKey<'_>,
+        enc: &crate::event::Encounter,
+        norm: &Normalized,
+        brdy: Option<NaiveDate>,
+        time: Option<NaiveDateTime>,
+    ) {
+        self.key.push(key);
+        self.main_dise.append_value(&enc.dscg_main_dise_codg);
+        self.context.push(norm, brdy, time.map(|t| t.date()));
+    }
+
+    fn finish(mut self) -> RecordBatch {
+        let mut columns = self.key.finish();
+        columns.push(Arc::new(self.main_dise.finish()));
+        columns.extend(self.context.finish());
+        batch(TableName::Encounters, columns)
+    }
+}
+
+#[derive(Default)]
+struct OperationsBuilder {
+    key: KeyColumns,
+    oprn_code: StringBuilder,
+    oprn_time: TimestampMillisecondBuilder,
+    main_oprn: BooleanBuilder,
+}
+
+impl OperationsBuilder {
+    fn push(&mut self, key: &RowKey<'_>, code: &str, date: Option<NaiveDateTime>, main: bool) {
+        self.key.push(key);
+        self.oprn_code.append_value(code);
+        self.oprn_time.append_option(millis(date));
+        self.main_oprn.append_value(main);
+    }
+
+    fn finish(mut self) -> RecordBatch {
+        let mut columns = self.key.finish();
+        columns.push(Arc::new(self.oprn_code.finish()));
+        columns.push(Arc::new(self.oprn_time.finish()));
+        columns.push(Arc::new(self.main_oprn.finish()));
+        batch(TableName::Operations, columns)
+    }
+}

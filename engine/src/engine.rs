@@ -1,0 +1,315 @@
+//! [`Engine`]: events in, alerts out — the one call every mode (inline, stream,
+//! batch) goes through, so the three give the same alerts for the same input.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::NaiveDateTime;
+use fundwatch_kb::KnowledgePoint;
+use fundwatch_rules::Rule;
+
+use crate::alert::{Alert, AlertDetail, batch_label, fill_template, jr_id, money};
+use crate::batch::{EventBatch, LineRef};
+use crate::eval::{EvalError, Finding, Program};
+use crate::event::{Event, Order};
+
+/// How `emitted_at` is stamped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The wall clock (streaming and inline modes).
+    Wall,
+    /// The event's own time: replays (`fundwatch check`) give byte-identical output.
+    EventTime,
+}
+
+/// Evaluates events against one [`Program`].
+#[derive(Debug, Clone)]
+pub struct Engine {
+    program: Arc<Program>,
+    clock: Clock,
+}
+
+impl Engine {
+    /// An engine over `program`, stamping `emitted_at` with `clock`.
+    pub fn new(program: Arc<Program>, clock: Clock) -> Self {
+        Self { program, clock }
+    }
+
+    /// The program.
+    pub fn program(&self) -> &Arc<Program> {
+        &self.program
+    }
+
+    /// Evaluates one micro-batch; returns the alerts of each event, in input order,
+    /// each event's alerts ordered by rule id, then by line.
+    pub async fn evaluate(&self, events: &[&Event]) -> Result<Vec<Vec<Alert>>, EvalError> {
+        let program = &self.program;
+        let rules = program.rules();
+        let selections: Vec<Vec<bool>> = events
+            .iter()
+            .map(|event| rules.iter().map(|r| selects(event, &r.rule)).collect())
+            .collect();
+        let wanted: Vec<bool> = (0..rules.len())
+            .map(|i| selections.iter().any(|sel| sel[i]))
+            .collect();
+        let mut out = vec![Vec::new(); events.len()];
+        if !wanted.iter().any(|w| *w) {
+            return Ok(out);
+        }
+        let batch = Arc::new(EventBatch::build(
+            events,
+            &program.pack().manifest.dictionaries,
+        ));
+        let findings = program.evaluate(Arc::clone(&batch), Some(&wanted)).await?;
+
+        // (event, rule, alert_key) → findings; BTreeMap gives the output order.
+        let mut groups: BTreeMap<(u32, usize, String), Vec<Finding>> = BTreeMap::new();
+        for finding in findings {
+            let event = finding.event_idx as usize;
+            if selections.get(event).is_some_and(|sel| sel[finding.rule]) {
+                groups
+                    .entry((finding.event_idx, finding.rule, finding.alert_key.clone()))
+                    .or_default()
+                    .push(finding);
+            }
+        }
+        let emitted_now = chrono::Local::now().naive_local();
+        for ((event_idx, rule_idx, key), group) in groups {
+            let event = events[event_idx as usize];
+            let alert = self.build_alert(event, &batch, &rules[rule_idx].rule, &key, group, emitted_now);
+            out[event_idx as usize].push(alert);
+        }
+        Ok(out)
+    }
+
+    fn build_alert(
+        &self,
+        event: &Event,
+        batch: &EventBatch,
+        rule: &Rule,
+        key: &str,
+        mut group: Vec<Finding>,
+        now: NaiveDateTime,
+    ) -> Alert {
+        let program = &self.program;
+        let kb = program.kb();
+        let pack = program.pack();
+        // 违规项 before 涉及项, then by line; a line appears once.
+        group.sort_by_key(|f| (f.item_type, f.line_id));
+        group.dedup_by_key(|f| f.line_id.map_or(u64::MAX - f.item_type as u64, |l| l));
+
+        let line = |f: &Finding| f.line_id.and_then(|l| batch.lines.get(l as usize).copied());
+        let order_of = |r: LineRef| -> Option<&Order> {
+            event
+                .patients
+                .get(r.patient as usize)?
+                .encounters
+                .get(r.encounter as usize)?
+                .orders
+                .get(r.order as usize)
+        };
+        let primary = group.iter().find(|f| f.item_type == 1).unwrap_or(&group[0]);
+        let primary_line = line(primary);
+        let (patient, encounter) = match primary_line {
+            Some(r) => (
+                event.patients.get(r.patient as usize),
+                event
+                    .patients
+                    .get(r.patient as usize)
+                    .and_then(|p| p.encounters.get(r.encounter as usize)),
+            ),
+            None => (
+                event.patients.first(),
+                event.patients.first().and_then(|p| p.current_encounter()),
+            ),
+        };
+        let patn_id = patient.map(|p| p.patn_id.clone()).unwrap_or_default();
+        let mdtrt_id = encounter.map(|e| e.mdtrt_id.clone()).unwrap_or_default();
+        let point: Option<&KnowledgePoint> = primary.kp.map(|kp| kb.point(kp));
+        let primary_order = primary_line.and_then(order_of);
+
+        let sev_deg = primary
+            .sev_deg
+            .clone()
+            .unwrap_or_else(|| rule.sev_deg.clone());
+        let event_time = event
+            .event_time()
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        let kb_version = kb.id().to_string();
+        let pack_version = pack.version_label();
+
+        let rx_ids: Vec<&str> = group
+            .iter()
+            .filter_map(|f| line(f).and_then(order_of))
+            .map(|o| o.rx_id.as_str())
+            .collect();
+        let kp_id = point.map(|p| p.kp_id.as_str()).unwrap_or("");
+        let jr = jr_id(&[
+            &rule.rule_id,
+            &pack_version,
+            &kb_version,
+            &patn_id,
+            &mdtrt_id,
+            key,
+            &rx_ids.join(","),
+            kp_id,
+        ]);
+
+        let mut amount_known = true;
+        let mut total = 0.0;
+        let details: Vec<AlertDetail> = group
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let r = line(f)?;
+                let order = order_of(r)?;
+                let enc = event
+                    .patients
+                    .get(r.patient as usize)
+                    .and_then(|p| p.encounters.get(r.encounter as usize));
+                let amount = if f.item_type == 1 {
+                    match f.vola_amt {
+                        Some(a) => {
+                            total += a;
+                            money(a)
+                        }
+                        None => {
+                            amount_known = false;
+                            0.0
+                        }
+                    }
+                } else {
+                    0.0
+                };
+                Some(AlertDetail {
+                    jrd_id: format!("{jr}-{}", i + 1),
+                    patn_id: patn_id.clone(),
+                    mdtrt_id: enc.map(|e| e.mdtrt_id.clone()).unwrap_or_default(),
+                    rx_id: order.rx_id.clone(),
+                    vola_item_type: f.item_type.to_string(),
+                    vola_amt: amount,
+                })
+            })
+            .collect();
+        if details.is_empty() {
+            // Encounter-level finding: the rule's amount stands alone.
+            match primary.vola_amt {
+                Some(a) => total = a,
+                None => amount_known = false,
+            }
+        }
+
+        let related: Vec<String> = group
+            .iter()
+            .filter(|f| f.item_type == 2)
+            .filter_map(|f| line(f).and_then(order_of))
+            .map(|o| display_name(o, None))
+            .collect();
+        let vola_cont = fill_template(&rule.message, |name| match name {
+            "item" => Some(
+                point
+                    .map(|p| p.item_name.clone())
+                    .or_else(|| primary_order.map(|o| display_name(o, None)))
+                    .unwrap_or_default(),
+            ),
+            "hilist_name" => primary_order.map(|o| display_name(o, point)),
+            "code" => primary_order.map(|o| o.hilist_code.clone()),
+            "limit" => Some(point.and_then(|p| p.limit_value.clone()).unwrap_or_default()),
+            "partner" => Some(
+                point
+                    .and_then(|p| p.partner_name.clone())
+                    .or_else(|| related.first().cloned())
+                    .unwrap_or_default(),
+            ),
+            "related" => Some(related.join("、")),
+            "limit_num" => point.and_then(|p| p.limit_num).map(number),
+            "period_days" => point.and_then(|p| p.period_days).map(number),
+            "constraint" => point.map(|p| p.constraint_text.clone()),
+            "fact" => Some(primary.fact.clone().unwrap_or_default()),
+            "extra" => Some(primary.extra.clone().unwrap_or_default()),
+            "amount" => Some(format!("{:.2}", money(total))),
+            _ => None,
+        });
+        let vola_evid = match point {
+            Some(p) => {
+                let limit = p
+                    .limit_value
+                    .as_deref()
+                    .map(|l| format!("，限定：{l}"))
+                    .unwrap_or_default();
+                format!(
+                    "国家医保局两库{}《{}》知识点{}（{} 第{}行）：{}{}；判断逻辑：{}",
+                    batch_label(&p.batch),
+                    p.rule_class,
+                    p.kp_id,
+                    p.source_file,
+                    p.source_row,
+                    p.item_name,
+                    limit,
+                    p.detect_logic
+                )
+            }
+            None => rule.legal_basis.clone(),
+        };
+        let emitted_at = match self.clock {
+            Clock::Wall => now.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+            Clock::EventTime => event
+                .event_time()
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                .unwrap_or_default(),
+        };
+        Alert {
+            jr_id: jr,
+            rule_id: rule.rule_id.clone(),
+            rule_name: rule.name.clone(),
+            vola_cont,
+            patn_id,
+            mdtrt_id,
+            judge_result_detail_dtos: details,
+            vola_amt: money(total),
+            vola_amt_stas: if amount_known { "1" } else { "0" }.to_string(),
+            sev_deg,
+            vola_evid,
+            vola_bhvr_type: rule.vola_bhvr_type.clone(),
+            task_id: event.task_id.clone(),
+            fixmedins_code: event.fixmedins_code().to_string(),
+            trig_scen: event
+                .trig_scen
+                .iter()
+                .map(u8::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            rule_pack_version: pack_version,
+            kb_version,
+            event_time,
+            emitted_at,
+        }
+    }
+}
+
+/// Whether `rule` runs for `event`: scenarios first (the interface says prefer
+/// `trig_scen`), then `rule_ids` narrows; neither given → every rule.
+pub fn selects(event: &Event, rule: &Rule) -> bool {
+    let by_scen = event.trig_scen.is_empty() || event.trig_scen.iter().any(|s| rule.runs_in(*s));
+    let by_id = event.rule_ids.is_empty() || event.rule_ids.iter().any(|id| *id == rule.rule_id);
+    by_scen && by_id
+}
+
+fn display_name(order: &Order, point: Option<&KnowledgePoint>) -> String {
+    if !order.hilist_name.is_empty() {
+        order.hilist_name.clone()
+    } else if let Some(p) = point {
+        p.item_name.clone()
+    } else {
+        order.hilist_code.clone()
+    }
+}
+
+fn number(x: f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}

@@ -1,0 +1,333 @@
+//! [`Program`]: compiled rules + KB version + dictionaries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use fundwatch_kb::KnowledgeBase;
+use fundwatch_rules::{Rule, RulePack};
+
+use super::functions::kb_functions;
+use super::slot::{CurrentBatch, SlotTable};
+use crate::batch::{EventBatch, TABLES};
+
+/// Errors compiling or running a program.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// A rule's SQL does not compile against the tables and functions.
+    #[error("while compiling rule {rule_id} of pack {pack}: {message}")]
+    Compile {
+        /// The rule.
+        rule_id: String,
+        /// `name@version` of the pack.
+        pack: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Execution failed (a bug or an invalid knowledge reference).
+    #[error("while evaluating rule {rule_id}: {source}")]
+    Execute {
+        /// The rule.
+        rule_id: String,
+        /// DataFusion's error.
+        source: DataFusionError,
+    },
+}
+
+/// Knobs of the DataFusion session the rules run in.
+#[derive(Debug, Clone)]
+pub struct ProgramOptions {
+    /// DataFusion `batch_size` (rows per internal batch).
+    pub batch_size: usize,
+}
+
+impl Default for ProgramOptions {
+    fn default() -> Self {
+        Self { batch_size: 8192 }
+    }
+}
+
+/// Where each output column of a rule's SQL is.
+///
+/// Contract (docs/rule-pack.md): every row is one detail line of one alert.
+/// Required: `event_idx BIGINT`, `line_id BIGINT` (NULL for encounter-level
+/// findings), `vola_amt DOUBLE`. Optional: `kp BIGINT` (knowledge row), `fact VARCHAR`
+/// (the patient fact for the message), `alert_key VARCHAR` (rows with the same key in
+/// one event form one alert; default: one alert per line), `item_type BIGINT` (1 违规项,
+/// 2 涉及项; default 1), `sev_deg VARCHAR` (overrides the rule's), `extra VARCHAR`
+/// (free text for the message template's `{extra}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputColumns {
+    event_idx: usize,
+    line_id: usize,
+    vola_amt: usize,
+    kp: Option<usize>,
+    fact: Option<usize>,
+    alert_key: Option<usize>,
+    item_type: Option<usize>,
+    sev_deg: Option<usize>,
+    extra: Option<usize>,
+}
+
+impl OutputColumns {
+    fn resolve(schema: &SchemaRef) -> Result<Self, String> {
+        let find = |name: &str, ty: DataType, required: bool| -> Result<Option<usize>, String> {
+            match schema.index_of(name) {
+                Ok(idx) => {
+                    let actual = schema.field(idx).data_type();
+                    if *actual != ty && *actual != DataType::Null {
+                        return Err(format!(
+                            "output column `{name}` is {actual}, expected {ty} (add a CAST)"
+                        ));
+                    }
+                    Ok(Some(idx))
+                }
+                Err(_) if required => Err(format!(
+                    "output column `{name}` is missing; a rule must return event_idx, line_id and vola_amt"
+                )),
+                Err(_) => Ok(None),
+            }
+        };
+        let required = |name: &str, ty: DataType| -> Result<usize, String> {
+            find(name, ty, true)?.ok_or_else(|| format!("output column `{name}` is missing"))
+        };
+        Ok(Self {
+            event_idx: required("event_idx", DataType::Int64)?,
+            line_id: required("line_id", DataType::Int64)?,
+            vola_amt: required("vola_amt", DataType::Float64)?,
+            kp: find("kp", DataType::Int64, false)?,
+            fact: find("fact", DataType::Utf8, false)?,
+            alert_key: find("alert_key", DataType::Utf8, false)?,
+            item_type: find("item_type", DataType::Int64, false)?,
+            sev_deg: find("sev_deg", DataType::Utf8, false)?,
+            extra: find("extra", DataType::Utf8, false)?,
+        })
+    }
+}
+
+/// One output row of one rule: a detail line of an alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// Index of the rule in [`Program::rules`].
+    pub rule: usize,
+    /// Event index in the batch.
+    pub event_idx: u32,
+    /// `orders.line_id`, `None` for encounter-level findings.
+    pub line_id: Option<u64>,
+    /// Grouping key (rows with the same key in one event form one alert).
+    pub alert_key: String,
+    /// 1 违规项, 2 涉及项.
+    pub item_type: u8,
+    /// Money of this line at issue; `None` when the rule could not compute it.
+    pub vola_amt: Option<f64>,
+    /// Knowledge row.
+    pub kp: Option<u32>,
+    /// Patient fact for the message.
+    pub fact: Option<String>,
+    /// Severity override.
+    pub sev_deg: Option<String>,
+    /// Free text for `{extra}`.
+    pub extra: Option<String>,
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct CompiledRule {
+    /// The rule's metadata (SQL included, for display).
+    pub rule: Rule,
+    plan: Arc<dyn ExecutionPlan>,
+    columns: OutputColumns,
+}
+
+/// A rule pack compiled against one KB version.
+#[derive(Debug)]
+pub struct Program {
+    pack: Arc<RulePack>,
+    kb: Arc<KnowledgeBase>,
+    rules: Vec<CompiledRule>,
+    config: SessionConfig,
+    runtime: Arc<RuntimeEnv>,
+}
+
+impl Program {
+    /// Compiles every enabled rule of `pack` against `kb`: SQL → logical plan →
+    /// optimized physical plan, once.
+    pub async fn compile(
+        pack: Arc<RulePack>,
+        kb: Arc<KnowledgeBase>,
+        options: &ProgramOptions,
+    ) -> Result<Self, EvalError> {
+        let mut config = SessionConfig::new()
+            .with_target_partitions(1)
+            .with_batch_size(options.batch_size)
+            .with_coalesce_batches(false)
+            .with_information_schema(false);
+        // Dynamic filters are state inside the plan that `reset_plan_states` cannot
+        // reset; kept plans must not use them.
+        config.options_mut().optimizer.enable_dynamic_filter_pushdown = false;
+        config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
+        config.options_mut().optimizer.enable_topk_dynamic_filter_pushdown = false;
+        config.options_mut().optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+        config.options_mut().optimizer.repartition_joins = false;
+        config.options_mut().optimizer.repartition_aggregations = false;
+        config.options_mut().optimizer.repartition_windows = false;
+        config.options_mut().optimizer.repartition_sorts = false;
+        config.options_mut().execution.parquet.pushdown_filters = false;
+
+        let ctx = SessionContext::new_with_config(config.clone());
+        let pack_label = pack.version_label();
+        let compile_err = |rule_id: &str, message: String| EvalError::Compile {
+            rule_id: rule_id.to_string(),
+            pack: pack_label.clone(),
+            message,
+        };
+        for (table, name) in TABLES {
+            ctx.register_table(name, Arc::new(SlotTable::new(table)))
+                .map_err(|err| compile_err("-", err.to_string()))?;
+        }
+        let params = Arc::new(pack.manifest.parameters.clone());
+        for udf in kb_functions(&kb, &params) {
+            ctx.register_udf(udf);
+        }
+
+        let mut rules = Vec::new();
+        for rule in pack.rules.iter().filter(|r| r.enabled) {
+            let frame = ctx
+                .sql(&rule.sql)
+                .await
+                .map_err(|err| compile_err(&rule.rule_id, err.to_string()))?;
+            let plan = frame
+                .create_physical_plan()
+                .await
+                .map_err(|err| compile_err(&rule.rule_id, err.to_string()))?;
+            let columns = OutputColumns::resolve(&plan.schema())
+                .map_err(|message| compile_err(&rule.rule_id, message))?;
+            rules.push(CompiledRule {
+                rule: rule.clone(),
+                plan,
+                columns,
+            });
+        }
+        let runtime = ctx.runtime_env();
+        Ok(Self {
+            pack,
+            kb,
+            rules,
+            config,
+            runtime,
+        })
+    }
+
+    /// The compiled rules, in pack order (by `rule_id`).
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// The pack.
+    pub fn pack(&self) -> &Arc<RulePack> {
+        &self.pack
+    }
+
+    /// The KB version.
+    pub fn kb(&self) -> &Arc<KnowledgeBase> {
+        &self.kb
+    }
+
+    /// Executes the rules whose index is in `wanted` (all when `None`) over `batch`.
+    ///
+    /// Findings come rule by rule, each rule's rows in the plan's output order; the
+    /// caller orders them for output.
+    pub async fn evaluate(
+        &self,
+        batch: Arc<EventBatch>,
+        wanted: Option<&[bool]>,
+    ) -> Result<Vec<Finding>, EvalError> {
+        let config = self
+            .config
+            .clone()
+            .with_extension(Arc::new(CurrentBatch(batch)));
+        let task = Arc::new(TaskContext::new(
+            None,
+            String::new(),
+            config,
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+            Arc::clone(&self.runtime),
+        ));
+        let mut findings = Vec::new();
+        for (idx, compiled) in self.rules.iter().enumerate() {
+            if wanted.is_some_and(|w| !w.get(idx).copied().unwrap_or(false)) {
+                continue;
+            }
+            let exec_err = |source| EvalError::Execute {
+                rule_id: compiled.rule.rule_id.clone(),
+                source,
+            };
+            let plan = reset_plan_states(Arc::clone(&compiled.plan)).map_err(exec_err)?;
+            let batches = collect(plan, Arc::clone(&task)).await.map_err(exec_err)?;
+            for out in &batches {
+                read_findings(idx, &compiled.columns, out, &mut findings);
+            }
+        }
+        Ok(findings)
+    }
+}
+
+fn read_findings(rule: usize, cols: &OutputColumns, batch: &RecordBatch, out: &mut Vec<Finding>) {
+    let int = |idx: usize| batch.column(idx).as_primitive_opt::<Int64Type>().cloned();
+    let text = |idx: Option<usize>| idx.and_then(|i| batch.column(i).as_string_opt::<i32>().cloned());
+    let (Some(events), Some(lines)) = (int(cols.event_idx), int(cols.line_id)) else {
+        return;
+    };
+    let amounts = batch.column(cols.vola_amt).as_primitive_opt::<Float64Type>().cloned();
+    let kps = cols.kp.and_then(int);
+    let item_types = cols.item_type.and_then(int);
+    let facts = text(cols.fact);
+    let keys = text(cols.alert_key);
+    let sevs = text(cols.sev_deg);
+    let extras = text(cols.extra);
+    let opt_text = |arr: &Option<arrow::array::StringArray>, i: usize| {
+        arr.as_ref()
+            .filter(|a| !a.is_null(i))
+            .map(|a| a.value(i).to_string())
+    };
+    for i in 0..batch.num_rows() {
+        if events.is_null(i) {
+            continue;
+        }
+        let line_id = (!lines.is_null(i)).then(|| lines.value(i) as u64);
+        let alert_key = opt_text(&keys, i)
+            .unwrap_or_else(|| line_id.map(|l| l.to_string()).unwrap_or_default());
+        out.push(Finding {
+            rule,
+            event_idx: events.value(i) as u32,
+            line_id,
+            alert_key,
+            item_type: item_types
+                .as_ref()
+                .filter(|a| !a.is_null(i))
+                .map_or(1, |a| if a.value(i) == 2 { 2 } else { 1 }),
+            vola_amt: amounts
+                .as_ref()
+                .filter(|a| !a.is_null(i))
+                .map(|a| a.value(i))
+                .filter(|x| x.is_finite()),
+            kp: kps
+                .as_ref()
+                .filter(|a| !a.is_null(i))
+                .and_then(|a| u32::try_from(a.value(i)).ok()),
+            fact: opt_text(&facts, i),
+            sev_deg: opt_text(&sevs, i),
+            extra: opt_text(&extras, i),
+        });
+    }
+}

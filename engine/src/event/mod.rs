@@ -1,0 +1,12 @@
+//! The event model (the national 3101/3102 `data` object) and its decoder.
+//!
+//! Decoding is lenient on types and strict on meaning (SPEC §2): numbers sent as
+//! strings and strings sent as numbers are accepted, null or empty dates are
+//! accepted, unknown fields are ignored and codes are trimmed; a value that cannot
+//! mean what its field means is an error naming the field path and the value.
+
+mod decode;
+mod model;
+
+pub use decode::{DecodeError, decode_event, decode_value};
+pub use model::{Diagnosis, Encounter, Envelope, Event, Operation, Order, Patient};

@@ -1,0 +1,159 @@
+//! The rule-pack test runner: every case of every rule through the real path
+//! (case → national JSON → decoder → batch → compiled plan → alert).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::alert::Alert;
+use crate::engine::Engine;
+use crate::event::decode_value;
+
+/// Outcome of one case.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaseResult {
+    /// Case name.
+    pub name: String,
+    /// Whether the alerts matched the expectation.
+    pub passed: bool,
+    /// Why it failed (empty when passed).
+    pub message: String,
+    /// Whether the case expects at least one alert.
+    pub positive: bool,
+}
+
+/// Outcome of one rule's cases.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleResult {
+    /// Rule id.
+    pub rule_id: String,
+    /// Rule name.
+    pub name: String,
+    /// Each case.
+    pub cases: Vec<CaseResult>,
+}
+
+impl RuleResult {
+    /// Cases that expect an alert.
+    pub fn positives(&self) -> usize {
+        self.cases.iter().filter(|c| c.positive).count()
+    }
+    /// Cases that expect none.
+    pub fn negatives(&self) -> usize {
+        self.cases.len() - self.positives()
+    }
+    /// Whether all cases passed.
+    pub fn passed(&self) -> bool {
+        self.cases.iter().all(|c| c.passed)
+    }
+    /// Coverage as the pack requires it: ≥ 2 positive and ≥ 2 negative cases.
+    pub fn covered(&self) -> bool {
+        self.positives() >= 2 && self.negatives() >= 2
+    }
+}
+
+/// Runs every case of every compiled rule of `engine`'s program.
+pub async fn run_pack_cases(engine: &Engine) -> Vec<RuleResult> {
+    let program = engine.program();
+    let mut results = Vec::new();
+    for compiled in program.rules() {
+        let rule = &compiled.rule;
+        let mut cases = Vec::new();
+        for (i, case) in rule.cases.iter().enumerate() {
+            let case_id = format!("{}-{}", rule.rule_id, i + 1);
+            let default_scen = rule.trig_scen.first().copied().unwrap_or(1);
+            let outcome = match case.to_event(&case_id, default_scen) {
+                Err(message) => Err(message),
+                Ok(json) => match decode_value(&json) {
+                    Err(err) => Err(format!("case event does not decode: {err}")),
+                    Ok(mut event) => {
+                        // A case tests its own rule: ask for it explicitly.
+                        event.rule_ids = vec![rule.rule_id.clone()];
+                        match engine.evaluate(&[&event]).await {
+                            Err(err) => Err(err.to_string()),
+                            Ok(mut alerts) => Ok(alerts.pop().unwrap_or_default()),
+                        }
+                    }
+                },
+            };
+            let (passed, message) = match outcome {
+                Err(message) => (false, message),
+                Ok(alerts) => compare(&alerts, &case.expect),
+            };
+            cases.push(CaseResult {
+                name: case.name.clone(),
+                passed,
+                message,
+                positive: !case.expect.is_empty(),
+            });
+        }
+        results.push(RuleResult {
+            rule_id: rule.rule_id.clone(),
+            name: rule.name.clone(),
+            cases,
+        });
+    }
+    results
+}
+
+fn violating_rx_ids(alert: &Alert) -> Vec<String> {
+    let mut ids: Vec<String> = alert
+        .judge_result_detail_dtos
+        .iter()
+        .filter(|d| d.vola_item_type == "1")
+        .map(|d| d.rx_id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn compare(alerts: &[Alert], expect: &[fundwatch_rules::CaseExpect]) -> (bool, String) {
+    let mut actual: BTreeMap<Vec<String>, &Alert> = BTreeMap::new();
+    for alert in alerts {
+        actual.insert(violating_rx_ids(alert), alert);
+    }
+    let mut problems = Vec::new();
+    if actual.len() != alerts.len() {
+        problems.push("two alerts name the same lines".to_string());
+    }
+    for exp in expect {
+        let mut ids = exp.rx_ids.clone();
+        ids.sort();
+        match actual.remove(&ids) {
+            None => problems.push(format!("expected an alert on {ids:?}, got none")),
+            Some(alert) => {
+                if let Some(amount) = exp.vola_amt
+                    && (alert.vola_amt - amount).abs() > 0.005
+                {
+                    problems.push(format!(
+                        "alert on {ids:?}: vola_amt {} ≠ expected {amount}",
+                        alert.vola_amt
+                    ));
+                }
+                if let Some(sev) = &exp.sev_deg
+                    && alert.sev_deg != *sev
+                {
+                    problems.push(format!(
+                        "alert on {ids:?}: sev_deg {} ≠ expected {sev}",
+                        alert.sev_deg
+                    ));
+                }
+                if let Some(fragment) = &exp.contains
+                    && !alert.vola_cont.contains(fragment.as_str())
+                {
+                    problems.push(format!(
+                        "alert on {ids:?}: vola_cont \"{}\" lacks \"{fragment}\"",
+                        alert.vola_cont
+                    ));
+                }
+            }
+        }
+    }
+    for (ids, alert) in actual {
+        problems.push(format!(
+            "unexpected alert on {ids:?}: {}",
+            alert.vola_cont
+        ));
+    }
+    (problems.is_empty(), problems.join("; "))
+}

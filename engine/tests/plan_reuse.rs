@@ -1,0 +1,70 @@
+//! A kept physical plan, reset and re-executed per batch, gives exactly what a plan
+//! compiled fresh for that batch gives (ARCHITECTURE.md: without the reset, reused
+//! hash joins return stale results). Batches come from the national pack's cases,
+//! evaluated in several different groupings so joins see different build sides.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use fundwatch_engine::batch::EventBatch;
+use fundwatch_engine::{Event, Program, ProgramOptions, decode_value};
+use fundwatch_rules::RulePack;
+
+fn pack() -> Arc<RulePack> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rule-base/packs/national");
+    Arc::new(RulePack::load(dir).expect("national pack"))
+}
+
+fn case_events(pack: &RulePack) -> Vec<Event> {
+    let mut events = Vec::new();
+    for rule in &pack.rules {
+        for (i, case) in rule.cases.iter().enumerate() {
+            let json = case
+                .to_event(&format!("{}-{i}", rule.rule_id), rule.trig_scen[0])
+                .expect("case expands");
+            events.push(decode_value(&json).expect("case decodes"));
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn reused_plans_equal_fresh_plans() {
+    let pack = pack();
+    let kb = Arc::new(fundwatch_kb::national().expect("national KB"));
+    let options = ProgramOptions::default();
+    let kept = Program::compile(Arc::clone(&pack), Arc::clone(&kb), &options)
+        .await
+        .expect("compiles");
+    let events = case_events(&pack);
+    assert!(events.len() > 40, "too few case events: {}", events.len());
+
+    // Different groupings: singles, pairs, sevens, everything.
+    let mut total_findings = 0;
+    for size in [1, 2, 7, events.len()] {
+        for chunk in events.chunks(size) {
+            let refs: Vec<&Event> = chunk.iter().collect();
+            let batch = Arc::new(EventBatch::build(&refs, &pack.manifest.dictionaries));
+            let reused = kept.evaluate(Arc::clone(&batch), None).await.expect("reused");
+            let fresh_program = Program::compile(Arc::clone(&pack), Arc::clone(&kb), &options)
+                .await
+                .expect("compiles");
+            let fresh = fresh_program.evaluate(batch, None).await.expect("fresh");
+            let sort = |mut f: Vec<fundwatch_engine::eval::Finding>| {
+                f.sort_by(|a, b| {
+                    (a.rule, a.event_idx, &a.alert_key, a.line_id)
+                        .cmp(&(b.rule, b.event_idx, &b.alert_key, b.line_id))
+                });
+                f
+            };
+            let (reused, fresh) = (sort(reused), sort(fresh));
+            total_findings += fresh.len();
+            assert_eq!(reused, fresh, "batch size {size}: reused plan differs");
+        }
+        if size == 1 {
+            // Fresh compilation per single event is slow; one pass is enough.
+            continue;
+        }
+    }
+    assert!(total_findings > 0, "no finding at all: the comparison proves nothing");
+}

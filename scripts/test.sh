@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The README's test command: sets up what the tests need, then runs every test and
+# the national rule pack's cases. Works on a fresh clone with ../shared beside it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -d ../shared/data/nhsa-batches ]; then
+  echo "error: ../shared/data (the national knowledge batches) must sit beside this repository" >&2
+  exit 1
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+JOBS="${JOBS:-2}"
+
+echo "== cargo test (workspace)"
+cargo test --workspace -j"$JOBS" 2>&1
+
+echo "== fundwatch rules test (national pack)"
+cargo run -q -j"$JOBS" -- rules test rule-base/packs/national

@@ -1,0 +1,49 @@
+//! Subcommands of the `fundwatch` binary.
+
+mod check;
+mod common;
+mod demo;
+pub mod kb;
+mod rules;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// FundWatch: streaming medical-insurance fund supervision (医保基金智能监控).
+#[derive(Debug, Parser)]
+#[command(name = "fundwatch", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate an NDJSON file of 3101/3102 events; write alerts as NDJSON.
+    Check(check::CheckArgs),
+    /// Everything embedded: a labelled synthetic settlement stream through the engine,
+    /// with a live summary (events/s, alerts per rule, recall, false alerts, latency).
+    Demo(demo::DemoArgs),
+    /// Knowledge base (知识库): import national batches, list, show and diff versions.
+    #[command(subcommand)]
+    Kb(kb::KbCommand),
+    /// Rule packs (规则库): test and validate.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
+    /// Inline HTTP service for hospital HIS: 3101/3102/3103, alert API, admin
+    /// endpoints (per-institution API keys, fail-open); see docs/http.md.
+    Serve(serve::ServeArgs),
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Kb(cmd) => kb::run(cmd),
+        Command::Rules(cmd) => rules::run(cmd),
+        Command::Serve(args) => serve::run(args),
+    }
+}
