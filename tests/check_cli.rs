@@ -34,7 +34,7 @@ fn check_twice_is_byte_identical_and_reports_bad_lines() {
 
     // Line 3 has an unreadable birth date, line 4 is not JSON: both named, both skipped.
     assert!(
-        stderr.contains("events.ndjson:3: skipped: patient_dtos[0].brdy"),
+        stderr.contains("events.ndjson:3: skipped: input.data.patient_dtos[0].brdy"),
         "{stderr}"
     );
     assert!(stderr.contains("events.ndjson:4: skipped: $: not valid JSON"), "{stderr}");

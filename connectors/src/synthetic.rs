@@ -184,7 +184,7 @@ impl Generator {
             icd,
         );
         if catalog.codes.is_empty() {
-            return Err(SyntheticError::EmptyKb(kb.version_id().to_string()));
+            return Err(SyntheticError::EmptyKb(kb.id().to_string()));
         }
         let catalog = Arc::new(catalog);
 

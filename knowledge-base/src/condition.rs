@@ -120,16 +120,28 @@ impl KeywordTable {
                 return Err(bad("empty keyword".into()));
             }
             if let Some(first) = seen.get(&keyword) {
-                return Err(bad(format!("keyword {keyword:?} is already defined on line {first}")));
+                return Err(bad(format!(
+                    "keyword {keyword:?} is already defined on line {first}"
+                )));
             }
             let kind = match prefixes {
                 "BLOCK" => KeywordKind::Block,
                 "IGNORE" => KeywordKind::Ignore,
-                "" => return Err(bad("icd10_prefixes is empty; write ICD-10 prefixes, BLOCK or IGNORE".into())),
+                "" => {
+                    return Err(bad(
+                        "icd10_prefixes is empty; write ICD-10 prefixes, BLOCK or IGNORE".into(),
+                    ));
+                }
                 list => {
-                    let parts: Vec<String> = list.split(';').map(|p| p.trim().to_string()).collect();
-                    if parts.iter().any(|p| p.is_empty() || p.contains(char::is_whitespace)) {
-                        return Err(bad(format!("bad prefix list {list:?}; expected e.g. M80;M81")));
+                    let parts: Vec<String> =
+                        list.split(';').map(|p| p.trim().to_string()).collect();
+                    if parts
+                        .iter()
+                        .any(|p| p.is_empty() || p.contains(char::is_whitespace))
+                    {
+                        return Err(bad(format!(
+                            "bad prefix list {list:?}; expected e.g. M80;M81"
+                        )));
                     }
                     KeywordKind::Prefixes(parts)
                 }
@@ -176,7 +188,9 @@ impl KeywordTable {
         let mut hits = Vec::new();
         let mut i = 0;
         while i < s.len() {
-            let Some(c) = s[i..].chars().next() else { break };
+            let Some(c) = s[i..].chars().next() else {
+                break;
+            };
             let found = self.by_first.get(&c).and_then(|list| {
                 list.iter()
                     .copied()
@@ -250,16 +264,10 @@ static DISEASE_WORD: OnceLock<Regex> = OnceLock::new();
 /// Words that name a disease; any of them left unmapped makes a segment undecidable.
 const DISEASE_WORD_PATTERN: &str = "病|症|癌|瘤|炎|感染|综合征|衰竭|损伤|贫血|骨折|梗死|梗塞|阻塞|狭窄|缺乏|缺陷|不全|障碍|中毒|休克|哮喘|高血压|结石|溃疡|疼痛|烧伤|水肿|纤维化|硬化|排斥|排异|亢进|低下|呕吐|便秘|腹水|积液|血症|脓毒|败血";
 
-/// Compiles a constant pattern once. The patterns are literals of this module
-/// and covered by the unit tests, so a compile failure is a programming error;
-/// it degrades to a never-matching regex rather than a panic.
+/// Compiles a constant pattern of this module once.
 fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
-    cell.get_or_init(|| {
-        Regex::new(pattern).unwrap_or_else(|_| {
-            // `[^\s\S]` matches nothing; it always compiles.
-            Regex::new(r"[^\s\S]").unwrap_or_else(|_| unreachable!("constant regex"))
-        })
-    })
+    // The patterns are literals of this module, all exercised by the unit tests.
+    cell.get_or_init(|| Regex::new(pattern).expect("constant pattern compiles"))
 }
 
 /// A constraint text cut into alternative indications.
@@ -290,7 +298,11 @@ fn segment(text: &str) -> Segmented {
     let mut t = kept.as_str();
     let mut extra = "";
     if let Some(i) = t.find("同时符合以下条件") {
-        let start = if t[..i].ends_with('应') { i - '应'.len_utf8() } else { i };
+        let start = if t[..i].ends_with('应') {
+            i - '应'.len_utf8()
+        } else {
+            i
+        };
         extra = &t[start..];
         t = &t[..start];
     }
@@ -300,7 +312,9 @@ fn segment(text: &str) -> Segmented {
     let mut marks: Vec<(usize, usize)> = Vec::new(); // (mark start, item text start)
     let mut from = 0;
     for n in 1..=ITEM_MARKS {
-        let Some(m) = item_mark(n).find_at(t, from) else { break };
+        let Some(m) = item_mark(n).find_at(t, from) else {
+            break;
+        };
         marks.push((m.start(), m.end()));
         from = m.end();
     }
@@ -348,7 +362,10 @@ fn segment(text: &str) -> Segmented {
     };
     let segments = body
         .split(['；', ';'])
-        .filter(|s| !s.trim_matches(|c: char| c == '。' || c.is_whitespace()).is_empty())
+        .filter(|s| {
+            !s.trim_matches(|c: char| c == '。' || c.is_whitespace())
+                .is_empty()
+        })
         .map(str::to_string)
         .collect();
     Segmented {
@@ -364,18 +381,17 @@ fn item_mark(n: usize) -> &'static Regex {
     static MARKS: OnceLock<Vec<Regex>> = OnceLock::new();
     let marks = MARKS.get_or_init(|| {
         (1..=ITEM_MARKS)
-            .filter_map(|k| Regex::new(&format!(r"(?:^|[：:；;。，,\s限])\s*{k}[\.．、]")).ok())
+            .map(|k| {
+                Regex::new(&format!(r"(?:^|[：:；;。，,\s限])\s*{k}[\.．、]"))
+                    .expect("constant pattern compiles")
+            })
             .collect()
     });
-    // Every pattern above compiles (it is covered by tests); fall back to one that
-    // never matches so a missing mark simply ends the list.
-    marks
-        .get(n - 1)
-        .unwrap_or_else(|| re(&NEVER, r"[^\s\S]"))
+    &marks[(n - 1).min(ITEM_MARKS - 1)]
 }
-static NEVER: OnceLock<Regex> = OnceLock::new();
 
-/// Age bounds in years named by one piece of text: (min, max, names a child).
+/// Age bounds in years (min, max; inclusive, completed years) named by one piece
+/// of text.
 fn read_ages(s: &str) -> (Option<f64>, Option<f64>) {
     static RANGE: OnceLock<Regex> = OnceLock::new();
     static MIN_YEARS: OnceLock<Regex> = OnceLock::new();
@@ -401,8 +417,12 @@ fn read_ages(s: &str) -> (Option<f64>, Option<f64>) {
     let mut rest = String::with_capacity(s.len());
     let mut pos = 0;
     for c in range.captures_iter(s) {
-        let (Some(all), Some(lo), Some(hi)) = (c.get(0), c.get(1), c.get(4)) else { continue };
-        let (Some(mut lo), Some(mut hi)) = (num(lo.as_str()), num(hi.as_str())) else { continue };
+        let (Some(all), Some(lo), Some(hi)) = (c.get(0), c.get(1), c.get(4)) else {
+            continue;
+        };
+        let (Some(mut lo), Some(mut hi)) = (num(lo.as_str()), num(hi.as_str())) else {
+            continue;
+        };
         if matches!(c.get(2).map(|m| m.as_str()), Some("月龄" | "个月")) {
             lo /= 12.0;
         }
@@ -421,10 +441,16 @@ fn read_ages(s: &str) -> (Option<f64>, Option<f64>) {
     for c in re(&MIN_GE, r"(?:≥|>=|大于等于)\s*(\d+)\s*(?:周岁|岁)").captures_iter(r) {
         mins.extend(c.get(1).and_then(|m| num(m.as_str())));
     }
-    for c in re(&MIN_YEARS, r"(\d+)\s*(?:周岁|岁)\s*(?:及|或)?\s*(?:\d+\s*(?:周岁|岁))?\s*以上").captures_iter(r) {
+    for c in re(
+        &MIN_YEARS,
+        r"(\d+)\s*(?:周岁|岁)\s*(?:及|或)?\s*(?:\d+\s*(?:周岁|岁))?\s*以上",
+    )
+    .captures_iter(r)
+    {
         mins.extend(c.get(1).and_then(|m| num(m.as_str())));
     }
-    for c in re(&MIN_MONTHS, r"(\d+)\s*(?:月龄|个月)\s*(?:及|或)?\s*以上").captures_iter(r) {
+    for c in re(&MIN_MONTHS, r"(\d+)\s*(?:月龄|个月)\s*(?:及|或)?\s*以上").captures_iter(r)
+    {
         mins.extend(c.get(1).and_then(|m| num(m.as_str())).map(|v| v / 12.0));
     }
     for c in re(&MIN_DAYS, r"(\d+)\s*日龄\s*(?:及|或)?\s*以上").captures_iter(r) {
@@ -439,12 +465,14 @@ fn read_ages(s: &str) -> (Option<f64>, Option<f64>) {
     for c in re(&MAX_BELOW, r"(\d+)\s*(?:周岁|岁)\s*以下").captures_iter(r) {
         maxs.extend(c.get(1).and_then(|m| num(m.as_str())).map(|v| v - 1.0));
     }
-    if mins.is_empty()
-        && maxs.is_empty()
-        && re(&ADULT, "成人|成年").is_match(s)
-        && !re(&CHILD, "儿童|青少年|婴幼儿|婴儿|新生儿|小儿").is_match(s)
-    {
-        mins.push(18.0);
+    // Adults have no upper bound ("成人和12至＜18岁青少年" → 12 and up); "成人"
+    // alone means 18 and up, "成人和儿童" names no number.
+    if re(&ADULT, "成人|成年").is_match(s) {
+        maxs.clear();
+        if mins.is_empty() && !re(&CHILD, "儿童|青少年|婴幼儿|婴儿|新生儿|小儿").is_match(s)
+        {
+            mins.push(18.0);
+        }
     }
     let min = mins.into_iter().reduce(f64::min);
     let max = maxs.into_iter().reduce(f64::max);
@@ -475,24 +503,88 @@ const EVIDENCE: [(&str, &[&str]); 3] = [
     (
         "检测结果",
         &[
-            "阳性", "阴性", "突变", "检测", "检验", "HER2", "HER-2", "PD-L1", "基因", "融合", "表达", "野生型",
-            "扩增", "跳变", "IHC", "ISH", "药敏", "抗体", "评分", "BMI", "LVEF", "射血分数", "视力", "功能分级",
-            "心功能分级", "g/L", "IgE", "CPS", "TPS",
+            "阳性",
+            "阴性",
+            "突变",
+            "检测",
+            "检验",
+            "HER2",
+            "HER-2",
+            "PD-L1",
+            "基因",
+            "融合",
+            "表达",
+            "野生型",
+            "扩增",
+            "跳变",
+            "IHC",
+            "ISH",
+            "药敏",
+            "抗体",
+            "评分",
+            "BMI",
+            "LVEF",
+            "射血分数",
+            "视力",
+            "功能分级",
+            "心功能分级",
+            "g/L",
+            "IgE",
+            "CPS",
+            "TPS",
         ],
     ),
     (
         "既往治疗",
         &[
-            "既往", "失败", "不耐受", "耐受", "耐药", "难治", "无效", "应答", "疗效不佳", "效果不佳", "控制不佳",
-            "控制不良", "反应不佳", "效果欠佳", "疗效欠佳", "缓解不充分", "进展", "二线", "三线", "一线", "初治",
-            "未接受", "接受过", "治疗后", "缓解后", "维持治疗", "辅助治疗", "复发",
+            "既往",
+            "失败",
+            "不耐受",
+            "耐受",
+            "耐药",
+            "难治",
+            "无效",
+            "应答",
+            "疗效不佳",
+            "效果不佳",
+            "控制不佳",
+            "控制不良",
+            "反应不佳",
+            "效果欠佳",
+            "疗效欠佳",
+            "缓解不充分",
+            "进展",
+            "二线",
+            "三线",
+            "一线",
+            "初治",
+            "未接受",
+            "接受过",
+            "治疗后",
+            "缓解后",
+            "维持治疗",
+            "辅助治疗",
+            "复发",
         ],
     ),
     (
         "临床评估",
         &[
-            "营养风险", "小时内", "首次处方", "专科医师", "禁食", "吞咽困难", "无法口服", "不能口服", "不适合口服",
-            "证据", "体征", "计划接受手术", "择期", "事前审查", "白蛋白低于",
+            "营养风险",
+            "小时内",
+            "首次处方",
+            "专科医师",
+            "禁食",
+            "吞咽困难",
+            "无法口服",
+            "不能口服",
+            "不适合口服",
+            "证据",
+            "体征",
+            "计划接受手术",
+            "择期",
+            "事前审查",
+            "白蛋白低于",
         ],
     ),
 ];
@@ -526,7 +618,11 @@ pub fn parse_condition(rule_class: &str, text: &str) -> Result<Option<Condition>
 }
 
 /// [`parse_condition`] with an explicit keyword table.
-pub fn parse_condition_with(table: &KeywordTable, rule_class: &str, text: &str) -> Option<Condition> {
+pub fn parse_condition_with(
+    table: &KeywordTable,
+    rule_class: &str,
+    text: &str,
+) -> Option<Condition> {
     let diagnostic = match rule_class {
         CLASS_INDICATION | CLASS_SECOND_LINE => true,
         CLASS_CHILD_LIMITED => false,
@@ -560,7 +656,11 @@ pub fn parse_condition_with(table: &KeywordTable, rule_class: &str, text: &str) 
         settings.push(s);
     }
     let all = |v: &[Option<f64>], pick: fn(f64, f64) -> f64| -> Option<f64> {
-        v.iter().copied().collect::<Option<Vec<f64>>>()?.into_iter().reduce(pick)
+        v.iter()
+            .copied()
+            .collect::<Option<Vec<f64>>>()?
+            .into_iter()
+            .reduce(pick)
     };
     let age_min_years = all(&mins, f64::min);
     let age_max_years = all(&maxs, f64::max);
@@ -569,7 +669,13 @@ pub fn parse_condition_with(table: &KeywordTable, rule_class: &str, text: &str) 
         _ => None,
     };
     let settings: Vec<String> = if settings.iter().all(|s| !s.is_empty()) {
-        settings.into_iter().flatten().collect::<BTreeSet<_>>().into_iter().map(str::to_string).collect()
+        settings
+            .into_iter()
+            .flatten()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
     } else {
         Vec::new()
     };
@@ -590,7 +696,9 @@ pub fn parse_condition_with(table: &KeywordTable, rule_class: &str, text: &str) 
     let mut decidable = !seg.segments.is_empty() && !pre.blocked;
     for s in &seg.segments {
         let r = read_dx(table, s);
-        let mapped = !r.blocked && r.residual.is_empty() && !(r.prefixes.is_empty() && pre.prefixes.is_empty());
+        let mapped = !r.blocked
+            && r.residual.is_empty()
+            && !(r.prefixes.is_empty() && pre.prefixes.is_empty());
         decidable &= mapped;
         prefixes.extend(r.prefixes);
     }
@@ -634,15 +742,28 @@ mod tests {
             (c.age_min_years, c.age_max_years)
         };
         assert_eq!(c("限2岁至11岁儿童慢性便秘。"), (Some(2.0), Some(11.0)));
-        assert_eq!(c("限3-12岁特发性或先天性肺动脉高压患者。"), (Some(3.0), Some(12.0)));
-        assert_eq!(c("限5至12岁以下单纯性甲型和乙型流感儿童患者。"), (Some(5.0), Some(11.0)));
         assert_eq!(
-            c("限3岁及3岁以上伴有症状、无法手术的丛状神经纤维瘤(PN)的I型神经纤维瘤病(NF1)儿童患者。"),
+            c("限3-12岁特发性或先天性肺动脉高压患者。"),
+            (Some(3.0), Some(12.0))
+        );
+        assert_eq!(
+            c("限5至12岁以下单纯性甲型和乙型流感儿童患者。"),
+            (Some(5.0), Some(11.0))
+        );
+        assert_eq!(
+            c(
+                "限3岁及3岁以上伴有症状、无法手术的丛状神经纤维瘤(PN)的I型神经纤维瘤病(NF1)儿童患者。"
+            ),
             (Some(3.0), None)
         );
-        assert_eq!(c("限6-17岁儿童和青少年的注意缺陷多动障碍(ADHD)。"), (Some(6.0), Some(17.0)));
         assert_eq!(
-            c("限：1.1岁至14岁儿童哮喘的预防和长期治疗；2.2岁至14岁儿童季节性过敏性鼻炎和常年性过敏性鼻炎。"),
+            c("限6-17岁儿童和青少年的注意缺陷多动障碍(ADHD)。"),
+            (Some(6.0), Some(17.0))
+        );
+        assert_eq!(
+            c(
+                "限：1.1岁至14岁儿童哮喘的预防和长期治疗；2.2岁至14岁儿童季节性过敏性鼻炎和常年性过敏性鼻炎。"
+            ),
             (Some(1.0), Some(14.0))
         );
         // Only "儿童": the child age is a rule-pack parameter.
@@ -652,7 +773,10 @@ mod tests {
 
     #[test]
     fn indication_ages_union_over_segments() {
-        let c = cond(CLASS_INDICATION, "限成人和12至＜18岁青少年的慢性丙型肝炎病毒(HCV)感染。");
+        let c = cond(
+            CLASS_INDICATION,
+            "限成人和12至＜18岁青少年的慢性丙型肝炎病毒(HCV)感染。",
+        );
         assert_eq!((c.age_min_years, c.age_max_years), (Some(12.0), None));
         let c = cond(CLASS_INDICATION, "限慢性乙型肝炎成人患者。");
         assert_eq!(c.age_min_years, Some(18.0));
@@ -669,10 +793,16 @@ mod tests {
         assert_eq!((c.age_min_years, c.age_max_years), (None, None));
         assert_eq!(c.dx_prefixes, vec!["E75.2"]);
         assert!(c.dx_decidable);
-        let c = cond(CLASS_INDICATION, "限治疗16日龄及以上患者的脊髓性肌萎缩症(SMA)。");
+        let c = cond(
+            CLASS_INDICATION,
+            "限治疗16日龄及以上患者的脊髓性肌萎缩症(SMA)。",
+        );
         let min = c.age_min_years.expect("min age");
         assert!((min - 16.0 / 365.0).abs() < 1e-9);
-        let c = cond(CLASS_INDICATION, "限对其他治疗(例如皮质类固醇、免疫球蛋白)治疗反应不佳的成人(≥18周岁)慢性原发免疫性血小板减少症(ITP)患者。");
+        let c = cond(
+            CLASS_INDICATION,
+            "限对其他治疗(例如皮质类固醇、免疫球蛋白)治疗反应不佳的成人(≥18周岁)慢性原发免疫性血小板减少症(ITP)患者。",
+        );
         assert_eq!(c.age_min_years, Some(18.0));
     }
 
@@ -692,11 +822,17 @@ mod tests {
             "限：1.RAS基因野生型的转移性结直肠癌；2.头颈部鳞状细胞癌。",
         );
         assert!(c.dx_decidable);
-        assert!(c.dx_prefixes.contains(&"C18".to_string()) && c.dx_prefixes.contains(&"C11".to_string()));
+        assert!(
+            c.dx_prefixes.contains(&"C18".to_string())
+                && c.dx_prefixes.contains(&"C11".to_string())
+        );
         assert_eq!(c.evidence_kind.as_deref(), Some("检测结果"));
 
         // Gene names are not lymphomas.
-        let c = cond(CLASS_INDICATION, "限间变性淋巴瘤激酶(ALK)阳性的局部晚期或转移性非小细胞肺癌患者。");
+        let c = cond(
+            CLASS_INDICATION,
+            "限间变性淋巴瘤激酶(ALK)阳性的局部晚期或转移性非小细胞肺癌患者。",
+        );
         assert_eq!(c.dx_prefixes, vec!["C34"]);
     }
 
@@ -732,7 +868,10 @@ mod tests {
         );
         assert!(c.dx_decidable && c.needs_evidence);
         assert_eq!(c.evidence_kind.as_deref(), Some("检测结果、既往治疗"));
-        let c = cond(CLASS_INDICATION, "限注射用阿替普酶急性心肌梗死发病12小时内、脑梗死发病3小时内的溶栓治疗。");
+        let c = cond(
+            CLASS_INDICATION,
+            "限注射用阿替普酶急性心肌梗死发病12小时内、脑梗死发病3小时内的溶栓治疗。",
+        );
         assert_eq!(c.evidence_kind.as_deref(), Some("临床评估"));
     }
 
@@ -757,24 +896,38 @@ mod tests {
     fn segmentation_ignores_decimals_and_condition_lists() {
         let s = segment("限急性心肌梗死发病12小时内、脑梗死发病4.5小时内的溶栓治疗。");
         assert_eq!(s.segments.len(), 1);
-        let s = segment("限：1.糖尿病性黄斑水肿(DME)；2.新生血管性(湿性)年龄相关性黄斑变性(nAMD)。应同时符合以下条件：1.需三级综合医院眼科医师处方；2.首次处方时病眼基线矫正视力0.05-0.5。");
+        let s = segment(
+            "限：1.糖尿病性黄斑水肿(DME)；2.新生血管性(湿性)年龄相关性黄斑变性(nAMD)。应同时符合以下条件：1.需三级综合医院眼科医师处方；2.首次处方时病眼基线矫正视力0.05-0.5。",
+        );
         assert_eq!(s.segments.len(), 2, "{s:?}");
         assert!(s.trailer.starts_with("应同时符合"));
     }
 
     #[test]
     fn other_classes_have_no_condition() {
-        assert_eq!(parse_condition("药品区分性别使用", "限男性。").ok(), Some(None));
+        assert_eq!(
+            parse_condition("药品区分性别使用", "限男性。").ok(),
+            Some(None)
+        );
     }
 
     #[test]
     fn keyword_table_rejects_bad_rows() {
         let p = Path::new("t.csv");
         assert!(KeywordTable::parse("keyword,icd10_prefixes,note\n骨质疏松,,x\n", p).is_err());
-        assert!(KeywordTable::parse("keyword,icd10_prefixes,note\n骨质疏松,M80,x\n骨质疏松,M81,y\n", p).is_err());
+        assert!(
+            KeywordTable::parse(
+                "keyword,icd10_prefixes,note\n骨质疏松,M80,x\n骨质疏松,M81,y\n",
+                p
+            )
+            .is_err()
+        );
         assert!(KeywordTable::parse("kw,prefix\n", p).is_err());
-        let t = KeywordTable::parse("keyword,icd10_prefixes,note\n# c\n骨质疏松,M80;M81,x\n预防,BLOCK,y\n", p)
-            .expect("valid table");
+        let t = KeywordTable::parse(
+            "keyword,icd10_prefixes,note\n# c\n骨质疏松,M80;M81,x\n预防,BLOCK,y\n",
+            p,
+        )
+        .expect("valid table");
         assert_eq!(t.entries().len(), 2);
     }
 }

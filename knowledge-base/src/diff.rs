@@ -130,8 +130,10 @@ fn entry(p: &KnowledgePoint, fields: Vec<String>) -> PointChange {
 
 /// Compares version `a` (older) with version `b` (newer).
 pub fn diff(a: &KnowledgeBase, b: &KnowledgeBase) -> KbDiff {
-    let in_a: HashMap<&str, &KnowledgePoint> = a.points().iter().map(|p| (p.kp_id.as_str(), p)).collect();
-    let in_b: HashMap<&str, &KnowledgePoint> = b.points().iter().map(|p| (p.kp_id.as_str(), p)).collect();
+    let in_a: HashMap<&str, &KnowledgePoint> =
+        a.points().iter().map(|p| (p.kp_id.as_str(), p)).collect();
+    let in_b: HashMap<&str, &KnowledgePoint> =
+        b.points().iter().map(|p| (p.kp_id.as_str(), p)).collect();
     let mut added = Vec::new();
     let mut changed = Vec::new();
     for p in b.points() {
@@ -152,10 +154,21 @@ pub fn diff(a: &KnowledgeBase, b: &KnowledgeBase) -> KbDiff {
         .map(|p| entry(p, Vec::new()))
         .collect();
     let codes = |kb: &KnowledgeBase, ten: bool| -> HashSet<String> {
-        let list = if ten { kb.icd10_codes() } else { kb.icd9_codes() };
-        list.iter().map(|c| format!("{}\t{}", c.code, c.name)).collect()
+        let list = if ten {
+            kb.icd10_codes()
+        } else {
+            kb.icd9_codes()
+        };
+        list.iter()
+            .map(|c| format!("{}\t{}", c.code, c.name))
+            .collect()
     };
-    let (a10, b10, a9, b9) = (codes(a, true), codes(b, true), codes(a, false), codes(b, false));
+    let (a10, b10, a9, b9) = (
+        codes(a, true),
+        codes(b, true),
+        codes(a, false),
+        codes(b, false),
+    );
     KbDiff {
         a: a.manifest().id.clone(),
         b: b.manifest().id.clone(),

@@ -26,7 +26,9 @@ pub enum KbError {
     },
 
     /// A sheet the layout needs is missing.
-    #[error("{path}: sheet {sheet} is missing (the workbook has {found:?}); drug lists need sheet 1 (one row per generic) and sheet 2 (one row per national code)")]
+    #[error(
+        "{path}: sheet {sheet} is missing (the workbook has {found:?}); drug lists need sheet 1 (one row per generic) and sheet 2 (one row per national code)"
+    )]
     MissingSheet {
         /// The workbook.
         path: PathBuf,
@@ -37,7 +39,9 @@ pub enum KbError {
     },
 
     /// The header row matches none of the known national layouts.
-    #[error("{path} sheet {sheet:?}: header {found:?} matches no known national layout; expected one of: {expected}")]
+    #[error(
+        "{path} sheet {sheet:?}: header {found:?} matches no known national layout; expected one of: {expected}"
+    )]
     UnknownLayout {
         /// The workbook.
         path: PathBuf,
@@ -111,7 +115,9 @@ pub enum KbError {
     },
 
     /// A batch has no publication date and none was given.
-    #[error("{path}: no publication date for {batch}; pass --effective-from YYYY-MM-DD (ImportOptions::effective_from)")]
+    #[error(
+        "{path}: no publication date for {batch}; pass --effective-from YYYY-MM-DD (ImportOptions::effective_from)"
+    )]
     MissingDate {
         /// The file.
         path: PathBuf,
@@ -129,7 +135,9 @@ pub enum KbError {
     },
 
     /// Two imported points have the same kp_id.
-    #[error("kp_id {kp_id} comes from both {first} and {second}; a KB version holds each knowledge point once — import one of the two files, or re-import the file that should replace the other")]
+    #[error(
+        "kp_id {kp_id} comes from both {first} and {second}; a KB version holds each knowledge point once — import one of the two files, or re-import the file that should replace the other"
+    )]
     DuplicateKpId {
         /// The duplicated id.
         kp_id: String,
@@ -149,7 +157,9 @@ pub enum KbError {
     },
 
     /// A stored version's files do not agree with its manifest.
-    #[error("KB version {id} at {path} is damaged: {problem}; restore it from a backup or re-import it")]
+    #[error(
+        "KB version {id} at {path} is damaged: {problem}; restore it from a backup or re-import it"
+    )]
     Corrupt {
         /// Version id.
         id: String,
@@ -160,7 +170,9 @@ pub enum KbError {
     },
 
     /// A version id already exists with different content.
-    #[error("KB version {id} already exists at {path} with content hash {existing}, but the new content hashes to {new}; versions are immutable — import under another date (--effective-from) or remove the directory if it was a mistake")]
+    #[error(
+        "KB version {id} already exists at {path} with content hash {existing}, but the new content hashes to {new}; versions are immutable — import under another date (--effective-from) or remove the directory if it was a mistake"
+    )]
     VersionConflict {
         /// Version id.
         id: String,

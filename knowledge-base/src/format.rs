@@ -32,8 +32,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Date32Array, Date32Builder, Float64Array, Float64Builder, ListArray,
-    ListBuilder, RecordBatch, StringArray, StringBuilder, UInt32Array, UInt32Builder,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Date32Array, Date32Builder, Float64Array,
+    Float64Builder, ListArray, ListBuilder, RecordBatch, StringArray, StringBuilder, UInt32Array,
+    UInt32Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
@@ -62,7 +63,11 @@ pub fn days_to_date(days: i32) -> Option<NaiveDate> {
 }
 
 /// SHA-256 (hex) over the canonical content.
-pub(crate) fn content_hash(points: &[KnowledgePoint], icd10: &[IcdCode], icd9: &[IcdCode]) -> String {
+pub(crate) fn content_hash(
+    points: &[KnowledgePoint],
+    icd10: &[IcdCode],
+    icd9: &[IcdCode],
+) -> String {
     let mut h = Sha256::new();
     h.update(FORMAT.as_bytes());
     h.update(b"\npoints\n");
@@ -85,7 +90,11 @@ pub(crate) fn content_hash(points: &[KnowledgePoint], icd10: &[IcdCode], icd9: &
 }
 
 fn list_field(name: &str) -> Field {
-    Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false)
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        false,
+    )
 }
 
 fn points_schema() -> SchemaRef {
@@ -209,7 +218,8 @@ pub fn points_batch(points: &[KnowledgePoint]) -> Result<RecordBatch, KbError> {
         bools(conds.iter().map(|c| c.needs_evidence)),
         opt_strings(conds.iter().map(|c| c.evidence_kind.as_deref())),
     ];
-    RecordBatch::try_new(points_schema(), columns).map_err(|e| KbError::format("knowledge_points", e))
+    RecordBatch::try_new(points_schema(), columns)
+        .map_err(|e| KbError::format("knowledge_points", e))
 }
 
 /// An ICD list as one Arrow record batch.
@@ -231,7 +241,8 @@ pub(crate) fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), KbEr
         .set_compression(Compression::SNAPPY)
         .set_created_by(format!("fundwatch-kb ({FORMAT})"))
         .build();
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| KbError::format(path, e))?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
+        .map_err(|e| KbError::format(path, e))?;
     writer.write(batch).map_err(|e| KbError::format(path, e))?;
     writer.close().map_err(|e| KbError::format(path, e))?;
     Ok(())
@@ -248,11 +259,20 @@ pub(crate) fn read_parquet(bytes: Bytes, origin: &Path) -> Result<Vec<RecordBatc
 }
 
 /// Column `name` of `batch` as `T`.
-fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str, origin: &Path) -> Result<&'a T, KbError> {
+fn column<'a, T: 'static>(
+    batch: &'a RecordBatch,
+    name: &str,
+    origin: &Path,
+) -> Result<&'a T, KbError> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
-        .ok_or_else(|| KbError::format(origin, format!("column {name} is missing or has the wrong type")))
+        .ok_or_else(|| {
+            KbError::format(
+                origin,
+                format!("column {name} is missing or has the wrong type"),
+            )
+        })
 }
 
 fn opt_str(a: &StringArray, i: usize) -> Option<String> {
@@ -269,11 +289,17 @@ fn list_values(a: &ListArray, i: usize, origin: &Path) -> Result<Vec<String>, Kb
         .as_any()
         .downcast_ref::<StringArray>()
         .ok_or_else(|| KbError::format(origin, "a list column does not hold strings"))?;
-    Ok((0..s.len()).filter(|k| !s.is_null(*k)).map(|k| s.value(k).to_string()).collect())
+    Ok((0..s.len())
+        .filter(|k| !s.is_null(*k))
+        .map(|k| s.value(k).to_string())
+        .collect())
 }
 
 /// Points from the record batches of `knowledge_points.parquet`.
-pub(crate) fn points_from_batches(batches: &[RecordBatch], origin: &Path) -> Result<Vec<KnowledgePoint>, KbError> {
+pub(crate) fn points_from_batches(
+    batches: &[RecordBatch],
+    origin: &Path,
+) -> Result<Vec<KnowledgePoint>, KbError> {
     let mut out = Vec::new();
     for b in batches {
         let kp_id = column::<StringArray>(b, "kp_id", origin)?;
@@ -303,7 +329,9 @@ pub(crate) fn points_from_batches(batches: &[RecordBatch], origin: &Path) -> Res
         let needs_evidence = column::<BooleanArray>(b, "cond_needs_evidence", origin)?;
         let evidence_kind = column::<StringArray>(b, "cond_evidence_kind", origin)?;
         for i in 0..b.num_rows() {
-            let bad_date = |what: &str| KbError::format(origin, format!("row {i}: {what} is not a valid date"));
+            let bad_date = |what: &str| {
+                KbError::format(origin, format!("row {i}: {what} is not a valid date"))
+            };
             let condition = if has_condition.value(i) {
                 Some(Condition {
                     age_min_years: opt_f64(age_min, i),
@@ -332,11 +360,15 @@ pub(crate) fn points_from_batches(batches: &[RecordBatch], origin: &Path) -> Res
                 constraint_text: constraint_text.value(i).to_string(),
                 detect_logic: detect_logic.value(i).to_string(),
                 condition,
-                effective_from: days_to_date(effective_from.value(i)).ok_or_else(|| bad_date("effective_from"))?,
+                effective_from: days_to_date(effective_from.value(i))
+                    .ok_or_else(|| bad_date("effective_from"))?,
                 effective_to: if effective_to.is_null(i) {
                     None
                 } else {
-                    Some(days_to_date(effective_to.value(i)).ok_or_else(|| bad_date("effective_to"))?)
+                    Some(
+                        days_to_date(effective_to.value(i))
+                            .ok_or_else(|| bad_date("effective_to"))?,
+                    )
                 },
                 supersedes: opt_str(supersedes, i),
                 source_file: source_file.value(i).to_string(),
@@ -348,7 +380,10 @@ pub(crate) fn points_from_batches(batches: &[RecordBatch], origin: &Path) -> Res
 }
 
 /// ICD codes from the record batches of `icd10.parquet` / `icd9.parquet`.
-pub(crate) fn icd_from_batches(batches: &[RecordBatch], origin: &Path) -> Result<Vec<IcdCode>, KbError> {
+pub(crate) fn icd_from_batches(
+    batches: &[RecordBatch],
+    origin: &Path,
+) -> Result<Vec<IcdCode>, KbError> {
     let mut out = Vec::new();
     for b in batches {
         let code = column::<StringArray>(b, "code", origin)?;
@@ -370,7 +405,10 @@ mod tests {
     #[test]
     fn date32_round_trip() {
         let d = NaiveDate::from_ymd_opt(2026, 1, 28).expect("date");
-        assert_eq!(date_to_days(NaiveDate::from_ymd_opt(1970, 1, 2).expect("date")), 1);
+        assert_eq!(
+            date_to_days(NaiveDate::from_ymd_opt(1970, 1, 2).expect("date")),
+            1
+        );
         assert_eq!(days_to_date(date_to_days(d)), Some(d));
     }
 }

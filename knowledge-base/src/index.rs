@@ -72,7 +72,10 @@ fn clean(code: &str) -> &str {
 /// The 12-char prefix of a national drug code (`X…`/`Z…`), if it has one.
 fn drug_prefix(code: &str) -> Option<&str> {
     let first = code.as_bytes().first()?;
-    if matches!(first, b'X' | b'Z') && code.len() >= DRUG_PREFIX_LEN && code.is_char_boundary(DRUG_PREFIX_LEN) {
+    if matches!(first, b'X' | b'Z')
+        && code.len() >= DRUG_PREFIX_LEN
+        && code.is_char_boundary(DRUG_PREFIX_LEN)
+    {
         Some(&code[..DRUG_PREFIX_LEN])
     } else {
         None
@@ -89,7 +92,12 @@ impl KnowledgeBase {
         meta: VersionMeta,
     ) -> Result<KnowledgeBase, KbError> {
         points.sort_by(|a, b| {
-            (&a.batch, &a.source_file, a.source_row, &a.kp_id).cmp(&(&b.batch, &b.source_file, b.source_row, &b.kp_id))
+            (&a.batch, &a.source_file, a.source_row, &a.kp_id).cmp(&(
+                &b.batch,
+                &b.source_file,
+                b.source_row,
+                &b.kp_id,
+            ))
         });
         let manifest = Manifest::build(&points, &icd10, &icd9, meta);
         KnowledgeBase::from_manifest(manifest, points, icd10, icd9)
@@ -107,23 +115,38 @@ impl KnowledgeBase {
         }
         let spans: Vec<(i32, i32)> = points
             .iter()
-            .map(|p| (date_to_days(p.effective_from), p.effective_to.map(date_to_days).unwrap_or(i32::MAX)))
+            .map(|p| {
+                (
+                    date_to_days(p.effective_from),
+                    p.effective_to.map(date_to_days).unwrap_or(i32::MAX),
+                )
+            })
             .collect();
         let mut class_names: Vec<String> = points.iter().map(|p| p.rule_class.clone()).collect();
         class_names.sort();
         class_names.dedup();
         if class_names.len() > u16::MAX as usize {
-            return Err(KbError::format("knowledge_points", "more than 65535 rule classes"));
+            return Err(KbError::format(
+                "knowledge_points",
+                "more than 65535 rule classes",
+            ));
         }
         let class_ids: HashMap<String, ClassId> = class_names
             .iter()
             .enumerate()
             .map(|(i, c)| (c.clone(), ClassId(i as u16)))
             .collect();
-        let mut classes: Vec<ClassIndex> = (0..class_names.len()).map(|_| ClassIndex::default()).collect();
+        let mut classes: Vec<ClassIndex> = (0..class_names.len())
+            .map(|_| ClassIndex::default())
+            .collect();
         for (row, p) in points.iter().enumerate() {
             let row = row as u32;
-            let Some(ci) = class_ids.get(&p.rule_class).and_then(|id| classes.get_mut(id.index())) else { continue };
+            let Some(ci) = class_ids
+                .get(&p.rule_class)
+                .and_then(|id| classes.get_mut(id.index()))
+            else {
+                continue;
+            };
             ci.rows.push(row);
             for code in &p.codes {
                 let code = clean(code);
@@ -154,7 +177,10 @@ impl KnowledgeBase {
         for ci in &mut classes {
             ci.exact.values_mut().for_each(order);
             ci.prefix.values_mut().for_each(order);
-            ci.pairs.values_mut().flat_map(|m| m.values_mut()).for_each(order);
+            ci.pairs
+                .values_mut()
+                .flat_map(|m| m.values_mut())
+                .for_each(order);
         }
         let icd10_names = icd10
             .iter()
@@ -233,11 +259,17 @@ impl KnowledgeBase {
     pub fn lookup(&self, class: ClassId, code: &str, day: i32) -> Option<u32> {
         let ci = self.classes.get(class.index())?;
         let code = clean(code);
-        if let Some(row) = ci.exact.get(code).and_then(|rows| self.first_in_force(rows, day)) {
+        if let Some(row) = ci
+            .exact
+            .get(code)
+            .and_then(|rows| self.first_in_force(rows, day))
+        {
             return Some(row);
         }
         let prefix = drug_prefix(code)?;
-        ci.prefix.get(prefix).and_then(|rows| self.first_in_force(rows, day))
+        ci.prefix
+            .get(prefix)
+            .and_then(|rows| self.first_in_force(rows, day))
     }
 
     /// The pair point of `class` (重复收费) with `main` among its codes and `sub`
@@ -257,7 +289,10 @@ impl KnowledgeBase {
     }
 
     /// The points of `rule_class` with their rows, in version order.
-    pub fn points_of_class(&self, rule_class: &str) -> impl Iterator<Item = (u32, &KnowledgePoint)> {
+    pub fn points_of_class(
+        &self,
+        rule_class: &str,
+    ) -> impl Iterator<Item = (u32, &KnowledgePoint)> {
         let rows: &[u32] = self
             .class_id(rule_class)
             .and_then(|id| self.classes.get(id.index()))
@@ -274,7 +309,12 @@ impl KnowledgeBase {
 
     /// ICD-10 codes starting with `prefix` (a category such as `M81` or a
     /// subcategory such as `C91.1`).
-    pub fn icd10_with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a IcdCode> + 'a {
-        self.icd10.iter().filter(move |c| c.code.starts_with(prefix))
+    pub fn icd10_with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = &'a IcdCode> + 'a {
+        self.icd10
+            .iter()
+            .filter(move |c| c.code.starts_with(prefix))
     }
 }

@@ -42,7 +42,10 @@ pub use condition::{KeywordTable, parse_condition};
 pub use diff::{KbDiff, PointChange, changed_fields, diff};
 pub use error::KbError;
 pub use format::{FORMAT, date_to_days, days_to_date};
-pub use import::{ClassCount, ImportOptions, Progress, SourceSummary, import_files, import_national, national_files};
+pub use import::{
+    ClassCount, ImportOptions, Progress, SourceSummary, import_files, import_national,
+    national_files,
+};
 pub use index::{ClassId, DRUG_PREFIX_LEN, KnowledgeBase};
 pub use model::{Condition, IcdCode, KnowledgePoint};
 pub use national::{NATIONAL, national};

@@ -119,15 +119,25 @@ pub struct Manifest {
 
 impl Manifest {
     /// Builds the manifest of a content.
-    pub(crate) fn build(points: &[KnowledgePoint], icd10: &[IcdCode], icd9: &[IcdCode], meta: VersionMeta) -> Manifest {
+    pub(crate) fn build(
+        points: &[KnowledgePoint],
+        icd10: &[IcdCode],
+        icd9: &[IcdCode],
+        meta: VersionMeta,
+    ) -> Manifest {
         let content_hash = format::content_hash(points, icd10, icd9);
         let effective_from = points
             .iter()
             .map(|p| p.effective_from)
             .max()
             .unwrap_or_else(|| NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default());
-        let id = format!("kb-{}-{}", effective_from.format("%Y%m%d"), &content_hash[..8]);
-        let ids: std::collections::HashSet<&str> = points.iter().map(|p| p.kp_id.as_str()).collect();
+        let id = format!(
+            "kb-{}-{}",
+            effective_from.format("%Y%m%d"),
+            &content_hash[..8]
+        );
+        let ids: std::collections::HashSet<&str> =
+            points.iter().map(|p| p.kp_id.as_str()).collect();
         let mut counts = Counts {
             points: points.len() as u64,
             icd10: icd10.len() as u64,
@@ -140,7 +150,10 @@ impl Manifest {
             if p.supersedes.as_deref().is_some_and(|s| !ids.contains(s)) {
                 counts.unresolved_supersedes += 1;
             }
-            let c = counts.by_rule_class.entry(p.rule_class.clone()).or_default();
+            let c = counts
+                .by_rule_class
+                .entry(p.rule_class.clone())
+                .or_default();
             c.points += 1;
             c.superseded += u64::from(p.effective_to.is_some());
             if let Some(cond) = &p.condition {
@@ -210,7 +223,9 @@ impl KbStore {
             });
         }
         std::fs::create_dir_all(&self.root).map_err(|e| KbError::io(&self.root, e))?;
-        let tmp = self.root.join(format!(".tmp-{}-{}", m.id, std::process::id()));
+        let tmp = self
+            .root
+            .join(format!(".tmp-{}-{}", m.id, std::process::id()));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| KbError::io(&tmp, e))?;
         }
@@ -231,10 +246,19 @@ impl KbStore {
         }
         let read = |name: &str| -> Result<Bytes, KbError> {
             let p = dir.join(name);
-            std::fs::read(&p).map(Bytes::from).map_err(|e| KbError::io(&p, e))
+            std::fs::read(&p)
+                .map(Bytes::from)
+                .map_err(|e| KbError::io(&p, e))
         };
-        let manifest = std::fs::read(dir.join(MANIFEST_FILE)).map_err(|e| KbError::io(dir.join(MANIFEST_FILE), e))?;
-        load_version(&dir, &manifest, read(POINTS_FILE)?, read(ICD10_FILE)?, read(ICD9_FILE)?)
+        let manifest = std::fs::read(dir.join(MANIFEST_FILE))
+            .map_err(|e| KbError::io(dir.join(MANIFEST_FILE), e))?;
+        load_version(
+            &dir,
+            &manifest,
+            read(POINTS_FILE)?,
+            read(ICD10_FILE)?,
+            read(ICD9_FILE)?,
+        )
     }
 
     /// Manifests of the versions on disk, oldest `effective_from` first.
@@ -251,7 +275,9 @@ impl KbStore {
                 out.push(read_manifest(&dir)?);
             }
         }
-        out.sort_by(|a, b| (a.effective_from, a.created_at, &a.id).cmp(&(b.effective_from, b.created_at, &b.id)));
+        out.sort_by(|a, b| {
+            (a.effective_from, a.created_at, &a.id).cmp(&(b.effective_from, b.created_at, &b.id))
+        });
         Ok(out)
     }
 
@@ -275,11 +301,18 @@ impl KbStore {
     /// The stored version for services on `day`: the latest `effective_from`
     /// not after `day` (ties: the newest `created_at`).
     pub fn version_for(&self, day: NaiveDate) -> Result<Option<Manifest>, KbError> {
-        Ok(self.list()?.into_iter().filter(|m| m.effective_from <= day).next_back())
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|m| m.effective_from <= day)
+            .next_back())
     }
 
     fn not_found(&self, id: &str) -> KbError {
-        let mut available: Vec<String> = self.list().map(|l| l.into_iter().map(|m| m.id).collect()).unwrap_or_default();
+        let mut available: Vec<String> = self
+            .list()
+            .map(|l| l.into_iter().map(|m| m.id).collect())
+            .unwrap_or_default();
         available.insert(0, NATIONAL.to_string());
         KbError::VersionNotFound {
             id: id.to_string(),
@@ -304,7 +337,8 @@ pub(crate) fn write_version(dir: &Path, kb: &KnowledgeBase) -> Result<(), KbErro
     format::write_parquet(&dir.join(ICD10_FILE), &format::icd_batch(kb.icd10_codes())?)?;
     format::write_parquet(&dir.join(ICD9_FILE), &format::icd_batch(kb.icd9_codes())?)?;
     let path = dir.join(MANIFEST_FILE);
-    let mut json = serde_json::to_string_pretty(kb.manifest()).map_err(|e| KbError::format(&path, e))?;
+    let mut json =
+        serde_json::to_string_pretty(kb.manifest()).map_err(|e| KbError::format(&path, e))?;
     json.push('\n');
     std::fs::write(&path, json).map_err(|e| KbError::io(&path, e))
 }
@@ -324,18 +358,33 @@ pub(crate) fn load_version(
     if manifest.format != FORMAT {
         return Err(KbError::format(
             dir.join(MANIFEST_FILE),
-            format!("format {:?} is not {FORMAT:?}; this build cannot read it", manifest.format),
+            format!(
+                "format {:?} is not {FORMAT:?}; this build cannot read it",
+                manifest.format
+            ),
         ));
     }
-    let points = format::points_from_batches(&format::read_parquet(points, &dir.join(POINTS_FILE))?, &dir.join(POINTS_FILE))?;
-    let icd10 = format::icd_from_batches(&format::read_parquet(icd10, &dir.join(ICD10_FILE))?, &dir.join(ICD10_FILE))?;
-    let icd9 = format::icd_from_batches(&format::read_parquet(icd9, &dir.join(ICD9_FILE))?, &dir.join(ICD9_FILE))?;
+    let points = format::points_from_batches(
+        &format::read_parquet(points, &dir.join(POINTS_FILE))?,
+        &dir.join(POINTS_FILE),
+    )?;
+    let icd10 = format::icd_from_batches(
+        &format::read_parquet(icd10, &dir.join(ICD10_FILE))?,
+        &dir.join(ICD10_FILE),
+    )?;
+    let icd9 = format::icd_from_batches(
+        &format::read_parquet(icd9, &dir.join(ICD9_FILE))?,
+        &dir.join(ICD9_FILE),
+    )?;
     let hash = format::content_hash(&points, &icd10, &icd9);
     if hash != manifest.content_hash {
         return Err(KbError::Corrupt {
             id: manifest.id.clone(),
             path: dir.to_path_buf(),
-            problem: format!("the files hash to {hash}, the manifest says {}", manifest.content_hash),
+            problem: format!(
+                "the files hash to {hash}, the manifest says {}",
+                manifest.content_hash
+            ),
         });
     }
     KnowledgeBase::from_manifest(manifest, points, icd10, icd9)

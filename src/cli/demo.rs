@@ -249,7 +249,7 @@ impl Run {
         out += &format!(
             "  rule pack {} · KB {}\n",
             program.pack().version_label(),
-            program.kb().version_id()
+            program.kb().id()
         );
         out += &format!(
             "  evaluation latency per batch: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
@@ -343,7 +343,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "  {} rules from {}, KB {}; service dates from {}; seed {}",
         program.rules().len(),
         program.pack().version_label(),
-        program.kb().version_id(),
+        program.kb().id(),
         generator.start_date(),
         args.seed
     );

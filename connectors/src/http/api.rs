@@ -25,7 +25,7 @@ const MAX_LIMIT: usize = 10_000;
 type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 #[derive(Serialize)]
-struct AlertList {
+pub(crate) struct AlertList {
     count: usize,
     truncated: bool,
     alerts: Vec<AlertRecord>,

@@ -58,7 +58,7 @@ impl Evaluator for Engine {
     fn versions(&self) -> Versions {
         Versions {
             rule_pack: self.program().pack().version_label(),
-            kb: self.program().kb().version_id().to_string(),
+            kb: self.program().kb().id().to_string(),
         }
     }
 }

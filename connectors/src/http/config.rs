@@ -457,6 +457,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid_and_its_keys_build() {
+        let text = include_str!("../../../deploy/config/fundwatch.example.toml");
+        let config = ServeConfig::from_toml(text, "fundwatch.example.toml").expect("parses");
+        config.validate().expect("validates");
+        let auth = crate::http::auth::Authenticator::from_config(&config.auth.keys, |_| None)
+            .expect("keys build");
+        assert!(auth.len() >= 2);
+    }
+
+    #[test]
     fn an_area_code_that_is_not_six_digits_is_refused() {
         let config =
             ServeConfig::from_toml("[http]\nadmdvs = \"4307\"\n", "s").expect("parses");

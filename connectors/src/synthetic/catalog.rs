@@ -86,22 +86,6 @@ impl Class {
             .find(|(c, _)| *c == self)
             .map_or("", |(_, n)| n)
     }
-
-    /// Classes whose limits are about several lines or several days rather than
-    /// about the encounter's context.
-    pub fn structural(self) -> bool {
-        matches!(
-            self,
-            Class::ItemDuplicate
-                | Class::ItemFrequency
-                | Class::SurgeryDiscount
-                | Class::HerbSingle
-                | Class::HerbAll
-                | Class::DrugCourse
-                | Class::ItemCourse
-                | Class::ItemPeriodic
-        )
-    }
 }
 
 /// What a national code is, by its shape.
@@ -262,13 +246,6 @@ pub(crate) struct Pool {
     pub items: Vec<u32>,
 }
 
-/// A class as the KB holds it on the reference day.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ClassPoints {
-    /// Points in force, ascending.
-    pub points: Vec<u32>,
-}
-
 /// Everything the generator knows about the knowledge base.
 #[derive(Debug)]
 pub(crate) struct Catalog {
@@ -276,9 +253,6 @@ pub(crate) struct Catalog {
     /// The day knowledge is read on; every service date is on or after it.
     pub reference_day: NaiveDate,
     pub codes: Vec<CodeInfo>,
-    pub index: HashMap<String, u32>,
-    /// Points in force per known class.
-    pub classes: BTreeMap<Class, ClassPoints>,
     /// Duplicate-charge partners of each code (both directions).
     pub partners: HashMap<u32, Vec<u32>>,
     /// (main, sub) → number of in-force pair points for it.
@@ -327,16 +301,12 @@ impl Catalog {
 
         // Every code the KB names, with a display name.
         let mut names: BTreeMap<String, String> = BTreeMap::new();
-        let mut classes: BTreeMap<Class, ClassPoints> = BTreeMap::new();
         let mut pair_codes: Vec<(u32, Vec<String>, Vec<String>)> = Vec::new();
         for class_name in &kb_classes {
             let class = Class::from_name(class_name);
             for (idx, point) in kb.points_of_class(class_name) {
                 if !in_force(point, reference_day) {
                     continue;
-                }
-                if let Some(class) = class {
-                    classes.entry(class).or_default().points.push(idx);
                 }
                 let (main_name, sub_name) = split_pair_name(point);
                 for code in &point.codes {
@@ -349,9 +319,6 @@ impl Catalog {
                     pair_codes.push((idx, point.codes.clone(), point.partner_codes.clone()));
                 }
             }
-        }
-        for points in classes.values_mut() {
-            points.points.sort_unstable();
         }
 
         let day = epoch_day(reference_day);
@@ -467,8 +434,6 @@ impl Catalog {
             kb,
             reference_day,
             codes,
-            index,
-            classes,
             partners,
             pair_points,
             dx_lists,

@@ -95,10 +95,10 @@ impl Recipes {
     }
 
     /// An event violating `target`'s class once; `None` if this draw failed.
-    pub fn inject(&self, gen: &mut Generator, target: &Target) -> Option<Injection> {
+    pub fn inject(&self, generator: &mut Generator, target: &Target) -> Option<Injection> {
         let list = self.by_rule.get(&target.rule_id)?;
-        let cand = list[gen.rng().random_range(0..list.len())].clone();
-        let ctx = cand.need.pick(gen.rng())?;
+        let cand = list[generator.rng().random_range(0..list.len())].clone();
+        let ctx = cand.need.pick(generator.rng())?;
         let scens: Vec<u8> = ctx
             .setting
             .scenarios()
@@ -109,48 +109,48 @@ impl Recipes {
         if scens.is_empty() {
             return None;
         }
-        let scen = scens[gen.rng().random_range(0..scens.len())];
-        let mut draft = gen.draft(ctx, scen);
+        let scen = scens[generator.rng().random_range(0..scens.len())];
+        let mut draft = generator.draft(ctx, scen);
         let service = draft.service;
-        let catalog = std::sync::Arc::clone(gen.catalog());
+        let catalog = std::sync::Arc::clone(generator.catalog());
         let violating = match target.class {
             Class::DrugIndication => {
                 draft.forbidden_dx = cand.forbidden_dx.clone();
                 draft.no_dx_filler = true;
-                gen.enforce_forbidden_dx(&mut draft);
-                let cnt = gen.clean_count(cand.code);
-                vec![gen.add_line(&mut draft, None, cand.code, cnt, service, None, true)]
+                generator.enforce_forbidden_dx(&mut draft);
+                let cnt = generator.clean_count(cand.code);
+                vec![generator.add_line(&mut draft, None, cand.code, cnt, service, None, true)]
             }
             Class::ItemFrequency => {
-                vec![gen.add_line(&mut draft, None, cand.code, f64::from(cand.n), service, None, true)]
+                vec![generator.add_line(&mut draft, None, cand.code, f64::from(cand.n), service, None, true)]
             }
             Class::ItemPeriodic => {
                 // `n` earlier uses on distinct days inside the period, one visit each.
                 let period = i64::from(catalog.code(cand.code).periodic.map_or(2, |p| p.1));
                 let mut back: Vec<i64> = (1..period).collect();
                 for i in 0..cand.n as usize {
-                    let j = gen.rng().random_range(i..back.len());
+                    let j = generator.rng().random_range(i..back.len());
                     back.swap(i, j);
                 }
                 for k in back.iter().take(cand.n as usize) {
                     let when = service - Duration::days(*k);
-                    let h = gen.add_history_encounter(
+                    let h = generator.add_history_encounter(
                         &mut draft,
                         Setting::Outpatient,
                         when - Duration::minutes(20),
                         when + Duration::minutes(30),
                     );
-                    gen.add_line(&mut draft, Some(h), cand.code, 1.0, when, None, false);
+                    generator.add_line(&mut draft, Some(h), cand.code, 1.0, when, None, false);
                 }
-                vec![gen.add_line(&mut draft, None, cand.code, 1.0, service, None, true)]
+                vec![generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true)]
             }
             Class::DrugCourse | Class::ItemCourse => {
                 // A finished stay that used the code on `n` consecutive days, ending a
                 // few days ago; today's use is day n + 1.
-                let gap = gen.rng().random_range(2..=4);
+                let gap = generator.rng().random_range(2..=4);
                 let last = service - Duration::days(gap);
                 let first = last - Duration::days(i64::from(cand.n) - 1);
-                let h = gen.add_history_encounter(
+                let h = generator.add_history_encounter(
                     &mut draft,
                     Setting::Inpatient,
                     first - Duration::hours(2),
@@ -162,27 +162,27 @@ impl Recipes {
                 }
                 for day in 0..i64::from(cand.n) {
                     let when = first + Duration::days(day);
-                    gen.add_line(&mut draft, Some(h), cand.code, 1.0, when, None, false);
+                    generator.add_line(&mut draft, Some(h), cand.code, 1.0, when, None, false);
                 }
-                vec![gen.add_line(&mut draft, None, cand.code, 1.0, service, None, true)]
+                vec![generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true)]
             }
             Class::SurgeryDiscount => {
                 // Two operations of one surgical group on the same day, the second
                 // (cheaper) one billed at its full price instead of the discount.
                 let second = cand.partner?;
-                let main_price = f64::from(gen.rng().random_range(200_000..800_000u32)) / 100.0;
+                let main_price = f64::from(generator.rng().random_range(200_000..800_000u32)) / 100.0;
                 let second_price =
-                    f64::from(gen.rng().random_range(50_000..(main_price * 80.0) as u32)) / 100.0;
-                let main = gen.add_line(&mut draft, None, cand.code, 1.0, service, None, true);
-                let sec = gen.add_line(&mut draft, None, second, 1.0, service, None, true);
+                    f64::from(generator.rng().random_range(50_000..(main_price * 80.0) as u32)) / 100.0;
+                let main = generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true);
+                let sec = generator.add_line(&mut draft, None, second, 1.0, service, None, true);
                 set_price(&mut draft, &main, main_price);
                 set_price(&mut draft, &sec, second_price);
                 vec![sec]
             }
             Class::ItemDuplicate => {
                 let sub = cand.partner?;
-                gen.add_line(&mut draft, None, cand.code, 1.0, service, None, true);
-                vec![gen.add_line(&mut draft, None, sub, 1.0, service, None, true)]
+                generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true);
+                vec![generator.add_line(&mut draft, None, sub, 1.0, service, None, true)]
             }
             Class::HerbAll | Class::HerbSingle => {
                 let rxno = format!("{}-TCM", draft.current.mdtrt_id);
@@ -190,12 +190,12 @@ impl Recipes {
                 if target.class == Class::HerbSingle {
                     // A prescription made only of herbs from the 单方 list.
                     let members = catalog.members(Class::HerbSingle);
-                    let extra = gen.rng().random_range(1..=3);
+                    let extra = generator.rng().random_range(1..=3);
                     for _ in 0..extra * 3 {
                         if herbs.len() > extra {
                             break;
                         }
-                        let (idx, _) = members[gen.rng().random_range(0..members.len())];
+                        let (idx, _) = members[generator.rng().random_range(0..members.len())];
                         if !herbs.contains(&idx) && !catalog.code(idx).is_in(Class::HerbAll) {
                             herbs.push(idx);
                         }
@@ -203,17 +203,17 @@ impl Recipes {
                 }
                 let mut ids = Vec::new();
                 for idx in herbs {
-                    let grams = f64::from(gen.rng().random_range(6..=30u32));
-                    ids.push(gen.add_line(&mut draft, None, idx, grams, service, Some(rxno.clone()), true));
+                    let grams = f64::from(generator.rng().random_range(6..=30u32));
+                    ids.push(generator.add_line(&mut draft, None, idx, grams, service, Some(rxno.clone()), true));
                 }
                 ids
             }
             _ => {
-                let cnt = gen.clean_count(cand.code);
-                vec![gen.add_line(&mut draft, None, cand.code, cnt, service, None, true)]
+                let cnt = generator.clean_count(cand.code);
+                vec![generator.add_line(&mut draft, None, cand.code, cnt, service, None, true)]
             }
         };
-        gen.fill(&mut draft);
+        generator.fill(&mut draft);
         Some(Injection { draft, violating })
     }
 }

@@ -60,8 +60,6 @@ pub(crate) struct Institution {
     pub name: String,
     /// `medins_admdvs`.
     pub admdvs: &'static str,
-    /// Index into [`AREAS`].
-    pub area: usize,
     /// 1–3 for hospitals, 0 for pharmacies (sent as `9` 未定级).
     pub level: u8,
 }
@@ -103,7 +101,7 @@ impl Institutions {
     pub fn build() -> Self {
         let mut hospitals = Vec::new();
         let mut pharmacies = Vec::new();
-        for (area_idx, area) in AREAS.iter().enumerate() {
+        for area in &AREAS {
             let mut by_level: [Vec<Institution>; 3] = Default::default();
             let mut seq = 1;
             for (level_idx, names) in HOSPITAL_NAMES.iter().enumerate() {
@@ -114,7 +112,6 @@ impl Institutions {
                         code: format!("H{admdvs}{seq:05}"),
                         name: format!("{district}{name}"),
                         admdvs,
-                        area: area_idx,
                         level: level_idx as u8 + 1,
                     });
                     seq += 1;
@@ -127,7 +124,6 @@ impl Institutions {
                     code: format!("P{admdvs}{:05}", i + 1),
                     name: format!("{district}康民大药房第{}分店", i + 1),
                     admdvs,
-                    area: area_idx,
                     level: 0,
                 });
             }

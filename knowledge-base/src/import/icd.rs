@@ -41,12 +41,18 @@ mod tests {
     fn reads_code_and_name_with_spaces() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("SS_INFO.dat");
-        std::fs::write(&p, "00.0100 头和颈部血管治疗性超声\n22.4200x005 Draf Ⅱa型手术\n\n").expect("write");
+        std::fs::write(
+            &p,
+            "00.0100 头和颈部血管治疗性超声\n22.4200x005 Draf Ⅱa型手术\n\n",
+        )
+        .expect("write");
         let codes = read(&p).expect("read");
         assert_eq!(codes.len(), 2);
         assert_eq!(codes[1].name, "Draf Ⅱa型手术");
         std::fs::write(&p, "A00.000\n").expect("write");
-        let err = read(&p).expect_err("a code without a name is an error").to_string();
+        let err = read(&p)
+            .expect_err("a code without a name is an error")
+            .to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 }

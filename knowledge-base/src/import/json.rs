@@ -69,7 +69,9 @@ pub(crate) fn read_records(path: &Path) -> Result<Vec<JsonRecord>, KbError> {
 
 /// Publication date of `tag` from `index.json` next to `path`, if present.
 fn index_date(path: &Path, tag: &str) -> Result<Option<NaiveDate>, KbError> {
-    let Some(dir) = path.parent() else { return Ok(None) };
+    let Some(dir) = path.parent() else {
+        return Ok(None);
+    };
     let index_path = dir.join("index.json");
     if !index_path.is_file() {
         return Ok(None);
@@ -84,7 +86,12 @@ fn index_date(path: &Path, tag: &str) -> Result<Option<NaiveDate>, KbError> {
         .iter()
         .find(|b| b.batch_tag == tag)
         .and_then(|b| b.published_at.as_deref())
-        .map(|d| parse_date_field(d, &format!("{} published_at of {tag}", index_path.display())))
+        .map(|d| {
+            parse_date_field(
+                d,
+                &format!("{} published_at of {tag}", index_path.display()),
+            )
+        })
         .transpose()
 }
 
@@ -139,7 +146,10 @@ pub(crate) fn import(
             return Err(record_err("kp_id and rule_class are required".into()));
         }
         let published = match r.published_at.as_deref().filter(|d| !d.trim().is_empty()) {
-            Some(d) => Some(parse_date_field(d, &format!("{} record {index} published_at", path.display()))?),
+            Some(d) => Some(parse_date_field(
+                d,
+                &format!("{} record {index} published_at", path.display()),
+            )?),
             None => None,
         };
         let effective = match effective_from.or(published).or(fallback) {

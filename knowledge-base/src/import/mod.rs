@@ -120,8 +120,12 @@ pub(crate) struct Imported {
 pub(crate) fn default_detect_logic(rule_class: &str) -> &'static str {
     match rule_class {
         "药品区分性别使用" | "医疗服务项目区分性别使用" => "与限定性别不符",
-        "药品儿童专用" | "药品限儿童使用" | "医疗服务项目儿童专用" => "参保人年龄超出儿童年龄限制",
-        "手术项目未按规定折价收费" => "经同一切口进行的两种及以上不同的手术，第二及以后的手术未按规定折价计收",
+        "药品儿童专用" | "药品限儿童使用" | "医疗服务项目儿童专用" => {
+            "参保人年龄超出儿童年龄限制"
+        }
+        "手术项目未按规定折价收费" => {
+            "经同一切口进行的两种及以上不同的手术，第二及以后的手术未按规定折价计收"
+        }
         "药品限工伤保险" => "参保人险种非工伤保险",
         "药品限生育保险" => "参保人险种非生育保险",
         "药品限就医方式" => "使用药品的就医方式不符合限定就医方式",
@@ -144,20 +148,30 @@ pub(crate) fn days_in_text(text: &str) -> Option<f64> {
     let days = DAYS
         .get_or_init(|| Regex::new(r"(?:不超过|最多支付|支付)\s*(\d+)\s*天").ok())
         .as_ref()?;
-    if let Some(n) = days.captures(text).and_then(|c| c.get(1)).and_then(|m| m.as_str().parse::<f64>().ok()) {
+    if let Some(n) = days
+        .captures(text)
+        .and_then(|c| c.get(1))
+        .and_then(|m| m.as_str().parse::<f64>().ok())
+    {
         return Some(n);
     }
     let months = MONTHS
         .get_or_init(|| Regex::new(r"不超过\s*(\d+)\s*个月").ok())
         .as_ref()?;
-    if let Some(n) = months.captures(text).and_then(|c| c.get(1)).and_then(|m| m.as_str().parse::<f64>().ok()) {
+    if let Some(n) = months
+        .captures(text)
+        .and_then(|c| c.get(1))
+        .and_then(|m| m.as_str().parse::<f64>().ok())
+    {
         return Some(if n == 12.0 { 365.0 } else { n * 30.0 });
     }
     if text.contains("不超过一年") || text.contains("不超过1年") {
         return Some(365.0);
     }
     // A bare "14天" limit value.
-    text.trim().strip_suffix('天').and_then(|n| n.trim().parse().ok())
+    text.trim()
+        .strip_suffix('天')
+        .and_then(|n| n.trim().parse().ok())
 }
 
 /// The limit a point of `rule_class` states in its text, for points whose
@@ -182,10 +196,14 @@ pub(crate) fn derive_limit(rule_class: &str, text: &str) -> (Option<String>, Opt
         "药品限工伤保险" => (Some("工伤".into()), None),
         "药品限生育保险" => (Some("生育".into()), None),
         "药品区分性别使用" => {
-            let male = ["男性", "前列腺", "睾丸", "阴茎"].iter().any(|w| text.contains(w));
-            let female = ["女性", "妇女", "子宫", "阴道", "卵巢", "月经", "妊娠", "绝经", "孕"]
+            let male = ["男性", "前列腺", "睾丸", "阴茎"]
                 .iter()
                 .any(|w| text.contains(w));
+            let female = [
+                "女性", "妇女", "子宫", "阴道", "卵巢", "月经", "妊娠", "绝经", "孕",
+            ]
+            .iter()
+            .any(|w| text.contains(w));
             match (male, female) {
                 (true, false) => (Some("男".into()), None),
                 (false, true) => (Some("女".into()), None),
@@ -218,7 +236,9 @@ pub fn import_files(
     let mut points: Vec<KnowledgePoint> = base.map(|b| b.points().to_vec()).unwrap_or_default();
     let mut icd10: Vec<IcdCode> = base.map(|b| b.icd10_codes().to_vec()).unwrap_or_default();
     let mut icd9: Vec<IcdCode> = base.map(|b| b.icd9_codes().to_vec()).unwrap_or_default();
-    let mut sources: Vec<SourceSummary> = base.map(|b| b.manifest().sources.clone()).unwrap_or_default();
+    let mut sources: Vec<SourceSummary> = base
+        .map(|b| b.manifest().sources.clone())
+        .unwrap_or_default();
 
     for path in files {
         let kind = source::classify(path)?;
@@ -241,13 +261,21 @@ pub fn import_files(
                     rule_classes: BTreeMap::new(),
                 }
             }
-            SourceKind::Xlsx { batch } => merge(&mut points, &mut sources, xlsx::import(path, batch, options.effective_from)?),
+            SourceKind::Xlsx { batch } => merge(
+                &mut points,
+                &mut sources,
+                xlsx::import(path, batch, options.effective_from)?,
+            ),
             SourceKind::JsonBatch { batch } => merge(
                 &mut points,
                 &mut sources,
                 json::import(path, &source::batch_tag(batch), options.effective_from)?,
             ),
-            SourceKind::JsonUpdate { tag } => merge(&mut points, &mut sources, json::import(path, &tag, options.effective_from)?),
+            SourceKind::JsonUpdate { tag } => merge(
+                &mut points,
+                &mut sources,
+                json::import(path, &tag, options.effective_from)?,
+            ),
         };
         options.say(&progress_line(&summary));
         sources.push(summary);
@@ -283,16 +311,27 @@ pub fn import_files(
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string()
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Adds an import's points; a source imported again replaces what its batch and
 /// rule classes contributed before.
-fn merge(points: &mut Vec<KnowledgePoint>, sources: &mut Vec<SourceSummary>, imported: Imported) -> SourceSummary {
+fn merge(
+    points: &mut Vec<KnowledgePoint>,
+    sources: &mut Vec<SourceSummary>,
+    imported: Imported,
+) -> SourceSummary {
     let summary = imported.summary;
-    if sources.iter().any(|s| s.file == summary.file && s.batch == summary.batch) {
+    if sources
+        .iter()
+        .any(|s| s.file == summary.file && s.batch == summary.batch)
+    {
         points.retain(|p| {
-            !(Some(&p.batch) == summary.batch.as_ref() && summary.rule_classes.contains_key(&p.rule_class))
+            !(Some(&p.batch) == summary.batch.as_ref()
+                && summary.rule_classes.contains_key(&p.rule_class))
         });
         sources.retain(|s| !(s.file == summary.file && s.batch == summary.batch));
     }
@@ -336,10 +375,16 @@ fn check_unique(points: &[KnowledgePoint]) -> Result<(), KbError> {
 
 /// Applies every `supersedes` link; returns how many name an absent kp_id.
 fn apply_supersedes(points: &mut [KnowledgePoint]) -> usize {
-    let index: HashMap<String, usize> = points.iter().enumerate().map(|(i, p)| (p.kp_id.clone(), i)).collect();
+    let index: HashMap<String, usize> = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.kp_id.clone(), i))
+        .collect();
     let mut unresolved = 0;
     for i in 0..points.len() {
-        let Some(old_id) = points[i].supersedes.clone() else { continue };
+        let Some(old_id) = points[i].supersedes.clone() else {
+            continue;
+        };
         let Some(&j) = index.get(&old_id) else {
             unresolved += 1;
             continue;
@@ -350,7 +395,8 @@ fn apply_supersedes(points: &mut [KnowledgePoint]) -> usize {
         let from = points[i].effective_from;
         let old = &mut points[j];
         old.effective_to = Some(old.effective_to.map_or(from, |t| t.min(from)));
-        let (limit_value, limit_num, period_days) = (old.limit_value.clone(), old.limit_num, old.period_days);
+        let (limit_value, limit_num, period_days) =
+            (old.limit_value.clone(), old.limit_num, old.period_days);
         let new = &mut points[i];
         if new.limit_value.is_none() {
             new.limit_value = limit_value;
@@ -372,9 +418,18 @@ mod tests {
     #[test]
     fn days_from_payment_texts() {
         assert_eq!(days_in_text("支付不超过30天。"), Some(30.0));
-        assert_eq!(days_in_text("总时间不超过90天，评定间隔时间不短于14天。"), Some(90.0));
-        assert_eq!(days_in_text("支付不超过一年，每周最多支付一次。"), Some(365.0));
-        assert_eq!(days_in_text("限以下情况方可支付，且支付不超过12个月：1.HER2阳性"), Some(365.0));
+        assert_eq!(
+            days_in_text("总时间不超过90天，评定间隔时间不短于14天。"),
+            Some(90.0)
+        );
+        assert_eq!(
+            days_in_text("支付不超过一年，每周最多支付一次。"),
+            Some(365.0)
+        );
+        assert_eq!(
+            days_in_text("限以下情况方可支付，且支付不超过12个月：1.HER2阳性"),
+            Some(365.0)
+        );
         assert_eq!(days_in_text("单次住院最多支付14天。"), Some(14.0));
         assert_eq!(days_in_text("14天"), Some(14.0));
         assert_eq!(days_in_text("限二级及以上医疗机构。"), None);
@@ -382,21 +437,36 @@ mod tests {
 
     #[test]
     fn limits_derived_from_text() {
-        assert_eq!(derive_limit("药品限医疗机构级别", "限二级及以上医疗机构。").0.as_deref(), Some("二级"));
+        assert_eq!(
+            derive_limit("药品限医疗机构级别", "限二级及以上医疗机构。")
+                .0
+                .as_deref(),
+            Some("二级")
+        );
         assert_eq!(
             derive_limit("药品限医疗机构级别", "限糖尿病黄斑水肿(DME)。应同时符合以下条件：1.需三级医院眼科或二级及以上眼科专科医院医师处方").0.as_deref(),
             Some("三级")
         );
-        assert_eq!(derive_limit("药品限就医方式", "限急诊或住院患者").0.as_deref(), Some("住院"));
+        assert_eq!(
+            derive_limit("药品限就医方式", "限急诊或住院患者")
+                .0
+                .as_deref(),
+            Some("住院")
+        );
         assert_eq!(
             derive_limit("药品限支付疗程", "住院方可支付，单次支付不超过3天。"),
             (Some("3天".to_string()), Some(3.0))
         );
         assert_eq!(
-            derive_limit("药品区分性别使用", "治疗转移性去势抵抗性前列腺癌（mCRPC）").0.as_deref(),
+            derive_limit("药品区分性别使用", "治疗转移性去势抵抗性前列腺癌（mCRPC）")
+                .0
+                .as_deref(),
             Some("男")
         );
-        assert_eq!(derive_limit("药品区分性别使用", "用于子宫肌瘤和前列腺").0, None);
+        assert_eq!(
+            derive_limit("药品区分性别使用", "用于子宫肌瘤和前列腺").0,
+            None
+        );
     }
 
     fn point(id: &str, from: (i32, u32, u32)) -> KnowledgePoint {
@@ -439,7 +509,8 @@ mod tests {
 
     #[test]
     fn duplicate_ids_are_refused() {
-        let err = check_unique(&[point("A", (2025, 1, 1)), point("A", (2025, 1, 1))]).expect_err("duplicate");
+        let err = check_unique(&[point("A", (2025, 1, 1)), point("A", (2025, 1, 1))])
+            .expect_err("duplicate");
         assert!(err.to_string().contains("kp_id A"), "{err}");
     }
 }

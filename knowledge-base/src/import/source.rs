@@ -76,7 +76,9 @@ pub(crate) fn classify(path: &Path) -> Result<SourceKind, KbError> {
         };
     }
     if lower.ends_with(".json") {
-        if let Some(rest) = lower.strip_prefix("batch_").and_then(|r| r.strip_suffix(".json"))
+        if let Some(rest) = lower
+            .strip_prefix("batch_")
+            .and_then(|r| r.strip_suffix(".json"))
             && let Ok(batch) = rest.parse::<u32>()
         {
             return if batch <= 8 {
@@ -122,7 +124,12 @@ fn xlsx_batch_number(name: &str) -> Option<u32> {
 
 /// 一 … 十九.
 fn chinese_number(s: &str) -> Option<u32> {
-    let digit = |c: char| "一二三四五六七八九".chars().position(|d| d == c).map(|p| p as u32 + 1);
+    let digit = |c: char| {
+        "一二三四五六七八九"
+            .chars()
+            .position(|d| d == c)
+            .map(|p| p as u32 + 1)
+    };
     let chars: Vec<char> = s.chars().collect();
     match chars.as_slice() {
         [c] if *c == '十' => Some(10),
@@ -157,7 +164,10 @@ pub(crate) fn national_files(data_dir: &Path) -> Result<Vec<PathBuf>, KbError> {
     for entry in entries {
         let entry = entry.map_err(|e| KbError::io(&json_dir, e))?;
         let path = entry.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.starts_with("updates_") && name.ends_with(".json") {
             updates.push(path);
         }
@@ -170,7 +180,10 @@ pub(crate) fn national_files(data_dir: &Path) -> Result<Vec<PathBuf>, KbError> {
         if !f.is_file() {
             return Err(KbError::io(
                 f,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "national data file is missing"),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "national data file is missing",
+                ),
             ));
         }
     }
@@ -191,12 +204,18 @@ mod tests {
             classify(Path::new("【第七批 】项目规则库（重复收费）.xlsx")).ok(),
             Some(SourceKind::Xlsx { batch: 7 })
         );
-        assert_eq!(classify(Path::new("batch_12.json")).ok(), Some(SourceKind::JsonBatch { batch: 12 }));
+        assert_eq!(
+            classify(Path::new("batch_12.json")).ok(),
+            Some(SourceKind::JsonBatch { batch: 12 })
+        );
         assert!(matches!(
             classify(Path::new("updates_2026-01.json")),
             Ok(SourceKind::JsonUpdate { tag }) if tag == "updates_2026-01"
         ));
-        assert_eq!(classify(Path::new("ZD_INFO.dat")).ok(), Some(SourceKind::Icd10));
+        assert_eq!(
+            classify(Path::new("ZD_INFO.dat")).ok(),
+            Some(SourceKind::Icd10)
+        );
         assert!(classify(Path::new("batch_08.json")).is_err());
         assert!(classify(Path::new("index.json")).is_err());
         assert!(classify(Path::new("hospitals.csv")).is_err());
@@ -205,9 +224,18 @@ mod tests {
 
     #[test]
     fn builtin_dates_follow_the_readme() {
-        assert_eq!(builtin_date("batch_01"), NaiveDate::from_ymd_opt(2025, 5, 23));
-        assert_eq!(builtin_date("batch_08"), NaiveDate::from_ymd_opt(2026, 1, 6));
-        assert_eq!(builtin_date("updates_2026-01"), NaiveDate::from_ymd_opt(2026, 1, 28));
+        assert_eq!(
+            builtin_date("batch_01"),
+            NaiveDate::from_ymd_opt(2025, 5, 23)
+        );
+        assert_eq!(
+            builtin_date("batch_08"),
+            NaiveDate::from_ymd_opt(2026, 1, 6)
+        );
+        assert_eq!(
+            builtin_date("updates_2026-01"),
+            NaiveDate::from_ymd_opt(2026, 1, 28)
+        );
         assert_eq!(builtin_date("batch_12"), None);
     }
 }

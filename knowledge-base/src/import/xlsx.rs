@@ -64,13 +64,21 @@ fn cell_text(d: &Data) -> String {
 }
 
 impl Sheet {
-    fn load(path: &Path, workbook: &mut calamine::Sheets<std::io::BufReader<std::fs::File>>, index: usize) -> Result<Option<Sheet>, KbError> {
+    fn load(
+        path: &Path,
+        workbook: &mut calamine::Sheets<std::io::BufReader<std::fs::File>>,
+        index: usize,
+    ) -> Result<Option<Sheet>, KbError> {
         let names = workbook.sheet_names();
-        let Some(name) = names.get(index).cloned() else { return Ok(None) };
-        let range = workbook.worksheet_range(&name).map_err(|e| KbError::Workbook {
-            path: path.to_path_buf(),
-            message: format!("sheet {name:?}: {e}"),
-        })?;
+        let Some(name) = names.get(index).cloned() else {
+            return Ok(None);
+        };
+        let range = workbook
+            .worksheet_range(&name)
+            .map_err(|e| KbError::Workbook {
+                path: path.to_path_buf(),
+                message: format!("sheet {name:?}: {e}"),
+            })?;
         let first_row = range.start().map(|(r, _)| r).unwrap_or(0);
         let mut rows = range.rows().enumerate();
         let header = rows
@@ -114,7 +122,11 @@ impl Sheet {
             path: self.path.clone(),
             sheet: self.name.clone(),
             row,
-            column: self.header.get(col).cloned().unwrap_or_else(|| format!("#{}", col + 1)),
+            column: self
+                .header
+                .get(col)
+                .cloned()
+                .unwrap_or_else(|| format!("#{}", col + 1)),
             value: value.to_string(),
             problem: problem.into(),
         }
@@ -149,9 +161,15 @@ impl Sheet {
         for (no, row) in &self.rows {
             let texts: Vec<String> = row.iter().map(cell_text).collect();
             let first = texts.iter().find(|t| !t.is_empty());
-            let is_header = texts.iter().map(|t| normalise_header(t)).collect::<Vec<_>>() == self.header;
+            let is_header = texts
+                .iter()
+                .map(|t| normalise_header(t))
+                .collect::<Vec<_>>()
+                == self.header;
             let footer = first.is_some_and(|t| {
-                ["合计", "备注", "说明", "注："].iter().any(|w| t.starts_with(w))
+                ["合计", "备注", "说明", "注："]
+                    .iter()
+                    .any(|w| t.starts_with(w))
             });
             match first {
                 None => {}
@@ -187,7 +205,10 @@ impl Companion {
         let mut by_pair = HashMap::new();
         for (i, r) in records.iter().enumerate() {
             by_class_name
-                .entry((r.rule_class.trim().to_string(), r.item_name.trim().to_string()))
+                .entry((
+                    r.rule_class.trim().to_string(),
+                    r.item_name.trim().to_string(),
+                ))
                 .or_default()
                 .push(i);
             if let [a, b] = r.med_codes.as_slice() {
@@ -203,12 +224,23 @@ impl Companion {
 
     /// The record of `class`/`name`; several (batch 2 lists an item in several
     /// groups) are told apart by `pick`.
-    fn find(&self, class: &str, name: &str, pick: impl Fn(&JsonRecord) -> bool) -> Option<&JsonRecord> {
-        let list = self.by_class_name.get(&(class.to_string(), name.to_string()))?;
+    fn find(
+        &self,
+        class: &str,
+        name: &str,
+        pick: impl Fn(&JsonRecord) -> bool,
+    ) -> Option<&JsonRecord> {
+        let list = self
+            .by_class_name
+            .get(&(class.to_string(), name.to_string()))?;
         match list.as_slice() {
             [one] => self.records.get(*one),
             many => {
-                let found: Vec<&JsonRecord> = many.iter().filter_map(|i| self.records.get(*i)).filter(|r| pick(r)).collect();
+                let found: Vec<&JsonRecord> = many
+                    .iter()
+                    .filter_map(|i| self.records.get(*i))
+                    .filter(|r| pick(r))
+                    .collect();
                 match found.as_slice() {
                     [one] => Some(*one),
                     _ => None,
@@ -225,9 +257,10 @@ impl Companion {
 
     /// The 儿童 class (药品儿童专用 / 药品限儿童使用) of a batch-1 drug.
     fn child_class(&self, name: &str) -> Option<&str> {
-        ["药品儿童专用", "药品限儿童使用"]
-            .into_iter()
-            .find(|c| self.by_class_name.contains_key(&(c.to_string(), name.to_string())))
+        ["药品儿童专用", "药品限儿童使用"].into_iter().find(|c| {
+            self.by_class_name
+                .contains_key(&(c.to_string(), name.to_string()))
+        })
     }
 }
 
@@ -246,12 +279,18 @@ struct Draft {
 }
 
 /// Imports one official attachment of batch `batch`.
-pub(crate) fn import(path: &Path, batch: u32, effective_from: Option<NaiveDate>) -> Result<Imported, KbError> {
+pub(crate) fn import(
+    path: &Path,
+    batch: u32,
+    effective_from: Option<NaiveDate>,
+) -> Result<Imported, KbError> {
     let tag = batch_tag(batch);
-    let date = effective_from.or_else(|| builtin_date(&tag)).ok_or_else(|| KbError::MissingDate {
-        path: path.to_path_buf(),
-        batch: tag.clone(),
-    })?;
+    let date = effective_from
+        .or_else(|| builtin_date(&tag))
+        .ok_or_else(|| KbError::MissingDate {
+            path: path.to_path_buf(),
+            batch: tag.clone(),
+        })?;
     let companion = Companion::load(path, batch)?;
     let mut workbook = calamine::open_workbook_auto(path).map_err(|e| KbError::Workbook {
         path: path.to_path_buf(),
@@ -263,7 +302,11 @@ pub(crate) fn import(path: &Path, batch: u32, effective_from: Option<NaiveDate>)
         sheet: 1,
         found: sheet_names.clone(),
     })?;
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
 
     let (drafts, rows, skipped) = if first.has("药品通用名") {
         let second = Sheet::load(path, &mut workbook, 1)?.ok_or_else(|| KbError::MissingSheet {
@@ -275,9 +318,19 @@ pub(crate) fn import(path: &Path, batch: u32, effective_from: Option<NaiveDate>)
     } else if first.has("主项编码") && first.has("从项编码") {
         duplicate_charge(&first)?
     } else if first.has("限定性别") {
-        single_code_items(&first, "医疗服务项目区分性别使用", &["限定性别"], Some("项目说明"))?
+        single_code_items(
+            &first,
+            "医疗服务项目区分性别使用",
+            &["限定性别"],
+            Some("项目说明"),
+        )?
     } else if first.has("项目名称") && first.has("限定值域") {
-        single_code_items(&first, "手术项目未按规定折价收费", &["限定值域"], Some("项目说明"))?
+        single_code_items(
+            &first,
+            "手术项目未按规定折价收费",
+            &["限定值域"],
+            Some("项目说明"),
+        )?
     } else if first.has("项目名称") && first.has("限定对象") {
         single_code_items(&first, "医疗服务项目儿童专用", &["限定对象"], None)?
     } else if first.has("限制数量") && first.has("数量单位") {
@@ -307,7 +360,10 @@ pub(crate) fn import(path: &Path, batch: u32, effective_from: Option<NaiveDate>)
             } else {
                 c.find(&d.rule_class, &d.item_name, |r| {
                     r.constraint.as_deref().map(str::trim) == d.limit_value.as_deref()
-                        && r.med_codes.iter().map(|c| c.trim()).eq(d.codes.iter().map(String::as_str))
+                        && r.med_codes
+                            .iter()
+                            .map(|c| c.trim())
+                            .eq(d.codes.iter().map(String::as_str))
                 })
             }
         });
@@ -377,7 +433,11 @@ fn derived_id(tag: &str, d: &Draft) -> String {
 
 type Drafts = (Vec<Draft>, u32, u32);
 
-fn drug_list(first: &Sheet, second: &Sheet, companion: Option<&Companion>) -> Result<Drafts, KbError> {
+fn drug_list(
+    first: &Sheet,
+    second: &Sheet,
+    companion: Option<&Companion>,
+) -> Result<Drafts, KbError> {
     let name_c = first.col(&["药品通用名"])?;
     let text_c = first.col(&["药品说明"])?;
     let type_c = first.col(&["限定类型"])?;
@@ -398,7 +458,12 @@ fn drug_list(first: &Sheet, second: &Sheet, companion: Option<&Companion>) -> Re
     for (no, row) in &rows1 {
         let name = first.required(*no, row, name_c)?;
         if let Some(prev) = seen.insert(name.clone(), *no) {
-            return Err(first.err(*no, name_c, &name, format!("the generic is listed twice (also row {prev})")));
+            return Err(first.err(
+                *no,
+                name_c,
+                &name,
+                format!("the generic is listed twice (also row {prev})"),
+            ));
         }
         let kind = first.required(*no, row, type_c)?;
         let limit = first.required(*no, row, limit_c)?;
@@ -432,13 +497,25 @@ fn drug_list(first: &Sheet, second: &Sheet, companion: Option<&Companion>) -> Re
         };
         let item_codes = codes.remove(&name).unwrap_or_default();
         if item_codes.is_empty() {
-            return Err(first.err(*no, name_c, &name, "sheet 2 lists no national code for this generic"));
+            return Err(first.err(
+                *no,
+                name_c,
+                &name,
+                "sheet 2 lists no national code for this generic",
+            ));
         }
         let limit_num = if rule_class == "药品限支付疗程" {
             Some(
                 days_in_text(&limit)
                     .or_else(|| limit.trim_end_matches('天').trim().parse().ok())
-                    .ok_or_else(|| first.err(*no, limit_c, &limit, "expected a number of days such as 14天"))?,
+                    .ok_or_else(|| {
+                        first.err(
+                            *no,
+                            limit_c,
+                            &limit,
+                            "expected a number of days such as 14天",
+                        )
+                    })?,
             )
         } else {
             None
@@ -470,7 +547,12 @@ fn drug_list(first: &Sheet, second: &Sheet, companion: Option<&Companion>) -> Re
     Ok((drafts, rows, skipped1 + skipped2))
 }
 
-fn single_code_items(sheet: &Sheet, rule_class: &str, limit: &[&str], text: Option<&str>) -> Result<Drafts, KbError> {
+fn single_code_items(
+    sheet: &Sheet,
+    rule_class: &str,
+    limit: &[&str],
+    text: Option<&str>,
+) -> Result<Drafts, KbError> {
     let name_c = sheet.col(&["项目名称"])?;
     let code_c = sheet.col(&["国标代码", "项目编码", "项目代码"])?;
     let limit_c = sheet.col(limit)?;
@@ -578,7 +660,10 @@ fn periodic(sheet: &Sheet) -> Result<Drafts, KbError> {
 /// `序号 项目名称 备注 项目代码`: batch 8-2 (限年龄) and 8-3 (限支付疗程) share
 /// this layout; the sheet name (or else the file name) tells them apart.
 fn note_items(sheet: &Sheet, file_name: &str) -> Result<Drafts, KbError> {
-    let says = |w: &[&str]| w.iter().any(|w| sheet.name.contains(w) || file_name.contains(w));
+    let says = |w: &[&str]| {
+        w.iter()
+            .any(|w| sheet.name.contains(w) || file_name.contains(w))
+    };
     let rule_class = if says(&["限年龄", "item-age", "限定年龄"]) {
         "医疗服务项目限年龄"
     } else if says(&["限支付疗程", "payment-course", "限定疗程"]) {
