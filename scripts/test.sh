@@ -11,6 +11,11 @@ fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 JOBS="${JOBS:-2}"
+export JOBS
+
+# The Kafka end-to-end tests start a real broker (tansu 0.6.0) themselves.
+bash scripts/install-tansu.sh
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 echo "== cargo test (workspace)"
 cargo test --workspace -j"$JOBS" 2>&1

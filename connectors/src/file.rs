@@ -77,6 +77,21 @@ impl NdjsonSink<File> {
     pub fn create(path: &Path) -> io::Result<Self> {
         Ok(Self::new(File::create(path)?))
     }
+
+    /// Appends to `path` after cutting a torn last line left by a crash.
+    pub fn append(path: &Path) -> io::Result<Self> {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(path)?;
+        file.set_len(keep as u64)?;
+        let mut file = file;
+        std::io::Seek::seek(&mut file, io::SeekFrom::End(0))?;
+        Ok(Self::new(file))
+    }
 }
 
 impl<W: Write> NdjsonSink<W> {

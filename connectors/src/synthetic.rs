@@ -154,6 +154,8 @@ pub(crate) struct Draft {
     /// Codes used anywhere in the event.
     pub used: Vec<u32>,
     pub surgery_groups: Vec<String>,
+    /// Counted knowledge rows used anywhere in the event.
+    pub rows_used: Vec<u32>,
     /// Diagnosis prefixes no diagnosis may match (an indication being violated).
     pub forbidden_dx: Vec<String>,
     /// No filler line may need a diagnosis.
@@ -398,6 +400,7 @@ impl Generator {
             history: Vec::new(),
             used: Vec::new(),
             surgery_groups: Vec::new(),
+            rows_used: Vec::new(),
             forbidden_dx: Vec::new(),
             no_dx_filler: false,
             line_seq: 0,
@@ -483,6 +486,11 @@ impl Generator {
         {
             draft.surgery_groups.push(group.clone());
         }
+        for row in &info.counted_rows {
+            if !draft.rows_used.contains(row) {
+                draft.rows_used.push(*row);
+            }
+        }
         rx_id
     }
 
@@ -524,6 +532,9 @@ impl Generator {
         if let Some(group) = &info.surgery_group
             && draft.surgery_groups.contains(group)
         {
+            return false;
+        }
+        if info.counted_rows.iter().any(|r| draft.rows_used.contains(r)) {
             return false;
         }
         if !info.need.dx.is_empty() {

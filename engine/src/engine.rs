@@ -2,7 +2,7 @@
 //! batch) goes through, so the three give the same alerts for the same input.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::NaiveDateTime;
 use fundwatch_kb::KnowledgePoint;
@@ -12,6 +12,7 @@ use crate::alert::{Alert, AlertDetail, batch_label, fill_template, jr_id, money}
 use crate::batch::{EventBatch, LineRef};
 use crate::eval::{EvalError, Finding, Program};
 use crate::event::{Event, Order};
+use crate::history::DurableHistory;
 
 /// How `emitted_at` is stamped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,12 +28,29 @@ pub enum Clock {
 pub struct Engine {
     program: Arc<Program>,
     clock: Clock,
+    history: Arc<Mutex<DurableHistory>>,
 }
 
 impl Engine {
-    /// An engine over `program`, stamping `emitted_at` with `clock`.
+    /// An engine over `program`, stamping `emitted_at` with `clock`, with an
+    /// in-memory history of the retention the program's rules need.
     pub fn new(program: Arc<Program>, clock: Clock) -> Self {
-        Self { program, clock }
+        let history = DurableHistory::in_memory(program.history_days());
+        Self::with_history(program, clock, history)
+    }
+
+    /// An engine with the given (e.g. durable, per-partition) history.
+    pub fn with_history(program: Arc<Program>, clock: Clock, history: DurableHistory) -> Self {
+        Self {
+            program,
+            clock,
+            history: Arc::new(Mutex::new(history)),
+        }
+    }
+
+    /// The history shared by this engine's clones.
+    pub fn history(&self) -> &Arc<Mutex<DurableHistory>> {
+        &self.history
     }
 
     /// The program.
@@ -43,6 +61,33 @@ impl Engine {
     /// Evaluates one micro-batch; returns the alerts of each event, in input order,
     /// each event's alerts ordered by rule id, then by line.
     pub async fn evaluate(&self, events: &[&Event]) -> Result<Vec<Vec<Alert>>, EvalError> {
+        self.evaluate_at(events, None).await
+    }
+
+    /// [`Engine::evaluate`], then records the events into history as covering input
+    /// `position` (an offset or line number) so a restart resumes after it.
+    pub async fn evaluate_at(
+        &self,
+        events: &[&Event],
+        position: Option<u64>,
+    ) -> Result<Vec<Vec<Alert>>, EvalError> {
+        let alerts = self.evaluate_only(events).await?;
+        self.record(events, position)?;
+        Ok(alerts)
+    }
+
+    /// Records evaluated `events` into history as covering input `position`. Sinks
+    /// that must persist alerts before the position advances call
+    /// [`Engine::evaluate_only`], persist, then this.
+    pub fn record(&self, events: &[&Event], position: Option<u64>) -> Result<(), EvalError> {
+        let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        history
+            .apply(events, position)
+            .map_err(|err| EvalError::History(err.to_string()))
+    }
+
+    /// Evaluates without recording into history (see [`Engine::record`]).
+    pub async fn evaluate_only(&self, events: &[&Event]) -> Result<Vec<Vec<Alert>>, EvalError> {
         let program = &self.program;
         let rules = program.rules();
         let selections: Vec<Vec<bool>> = events
@@ -56,10 +101,14 @@ impl Engine {
         if !wanted.iter().any(|w| *w) {
             return Ok(out);
         }
-        let batch = Arc::new(EventBatch::build(
-            events,
-            &program.pack().manifest.dictionaries,
-        ));
+        let batch = {
+            let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::new(EventBatch::build_with_history(
+                events,
+                &program.pack().manifest.dictionaries,
+                Some(history.store()),
+            ))
+        };
         let findings = program.evaluate(Arc::clone(&batch), Some(&wanted)).await?;
 
         // (event, rule, alert_key) → findings; BTreeMap gives the output order.

@@ -17,6 +17,7 @@ pub mod batch;
 mod engine;
 pub mod eval;
 pub mod event;
+pub mod history;
 mod pack_test;
 
 pub use alert::{Alert, AlertDetail, AlertSummary};

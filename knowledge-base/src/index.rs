@@ -272,6 +272,34 @@ impl KnowledgeBase {
             .and_then(|rows| self.first_in_force(rows, day))
     }
 
+    /// Every point of `class` listing `code` in force on `day`, in the order of
+    /// [`KnowledgeBase::lookup`] (whose answer is the first): the exact-code rows
+    /// when any is in force, else the 12-char-prefix rows. For classes that list
+    /// one code in several points (batch 2 lists 阑尾切除术 in two surgical groups).
+    pub fn lookup_all<'a>(
+        &'a self,
+        class: ClassId,
+        code: &'a str,
+        day: i32,
+    ) -> impl Iterator<Item = u32> + 'a {
+        let ci = self.classes.get(class.index());
+        let code = clean(code);
+        let exact: &[u32] = ci
+            .and_then(|ci| ci.exact.get(code))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let use_exact = exact.iter().any(|&r| self.in_force(r, day));
+        let rows: &[u32] = if use_exact {
+            exact
+        } else {
+            ci.zip(drug_prefix(code))
+                .and_then(|(ci, p)| ci.prefix.get(p))
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+        };
+        rows.iter().copied().filter(move |&r| self.in_force(r, day))
+    }
+
     /// The pair point of `class` (重复收费) with `main` among its codes and `sub`
     /// among its partner codes, in force on `day`.
     pub fn lookup_pair(&self, class: ClassId, main: &str, sub: &str, day: i32) -> Option<u32> {

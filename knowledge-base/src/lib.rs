@@ -54,7 +54,7 @@ pub use store::{ClassSummary, Counts, KbStore, Manifest, ROOT_ENV, default_root}
 /// Parses a `YYYY-MM-DD` date (for options such as `--effective-from`).
 pub fn parse_date(value: &str) -> Result<chrono::NaiveDate, KbError> {
     chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").map_err(|_| KbError::Date {
-        field: "date".into(),
+        field: "--effective-from".into(),
         value: value.to_string(),
     })
 }

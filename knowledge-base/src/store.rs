@@ -301,11 +301,7 @@ impl KbStore {
     /// The stored version for services on `day`: the latest `effective_from`
     /// not after `day` (ties: the newest `created_at`).
     pub fn version_for(&self, day: NaiveDate) -> Result<Option<Manifest>, KbError> {
-        Ok(self
-            .list()?
-            .into_iter()
-            .filter(|m| m.effective_from <= day)
-            .next_back())
+        Ok(self.list()?.into_iter().rfind(|m| m.effective_from <= day))
     }
 
     fn not_found(&self, id: &str) -> KbError {

@@ -368,6 +368,21 @@ fn lookups_exact_prefix_and_dates() {
         .expect("子宫造影");
     assert_eq!(kb.point(r).limit_value.as_deref(), Some("女"));
     assert_eq!(kb.lookup(items, "002101030300001", day(2025, 6, 1)), None);
+    // A code listed in several groups (batch 2): all rows, the first is `lookup`'s.
+    let groups = kb.class_id("手术项目未按规定折价收费").expect("class");
+    let rows: Vec<u32> = kb
+        .lookup_all(groups, "003310030080000", day(2025, 8, 1))
+        .collect();
+    assert_eq!(rows.len(), 4, "肠粘连松解术 is in four surgical groups");
+    assert_eq!(
+        kb.lookup(groups, "003310030080000", day(2025, 8, 1)),
+        rows.first().copied()
+    );
+    assert_eq!(
+        kb.lookup_all(groups, "003310030080000", day(2025, 7, 21))
+            .count(),
+        0
+    );
     // Unknown classes have no id.
     assert_eq!(kb.class_id("不存在的规则"), None);
     assert!(kb.rule_classes().contains(&"药品限适应症".to_string()));
@@ -654,4 +669,24 @@ fn national_matches_a_fresh_import() {
             "the shipped national version cannot be loaded ({e}); run `FUNDWATCH_BLESS=1 cargo test -p fundwatch-kb national_matches_a_fresh_import` and rebuild"
         ),
     }
+}
+
+#[test]
+fn errors_name_file_sheet_row_column_and_value() {
+    // The batch-1 age list without json/batch_01.json next to it cannot tell
+    // 药品儿童专用 from 药品限儿童使用.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lone = tmp.path().join("batch01-drug-age.xlsx");
+    std::fs::copy(xlsx("batch01-drug-age.xlsx"), &lone).expect("copy");
+    let err = import_files(None, &[lone], &options()).expect_err("no companion json").to_string();
+    for part in ["batch01-drug-age.xlsx", "Sheet1", "row 2", "限定类型", "限定年龄对象", "json/batch_01.json"] {
+        assert!(err.contains(part), "{part:?} missing in: {err}");
+    }
+    // A JSON of batches 1–8 is refused with the reason.
+    let json8 = data_dir().join("nhsa-batches/json/batch_08.json");
+    let err = import_files(None, &[json8], &options()).expect_err("batch 8 json").to_string();
+    assert!(err.contains("xlsx attachments of batch 8"), "{err}");
+    // A missing file names its path.
+    let err = import_files(None, &[tmp.path().join("batch_12.json")], &options()).expect_err("missing").to_string();
+    assert!(err.contains("batch_12.json"), "{err}");
 }

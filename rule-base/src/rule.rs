@@ -38,6 +38,10 @@ pub struct Rule {
     pub description: String,
     /// The logic: one SQL query over the documented tables.
     pub sql: String,
+    /// Days of per-person history the rule reads (0: none); the engine keeps the
+    /// largest `history_days` of the enabled rules.
+    #[serde(default)]
+    pub history_days: u32,
     /// Disabled rules are validated but not evaluated.
     #[serde(default = "enabled_default")]
     pub enabled: bool,

@@ -11,6 +11,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use fundwatch_connectors::file::{NdjsonSink, NdjsonSource};
+use std::sync::Arc;
+
+use fundwatch_engine::history::DurableHistory;
 use fundwatch_engine::{Alert, AlertSummary, Clock, Engine, Event};
 
 use super::common;
@@ -33,30 +36,54 @@ pub struct CheckArgs {
     /// Events per micro-batch.
     #[arg(long, default_value_t = 256)]
     batch: usize,
+    /// Keep per-person history durably in this directory and resume after a crash:
+    /// input lines up to the recorded position are skipped and alerts are appended.
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 /// Runs `fundwatch check`.
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     common::runtime()?.block_on(async move {
-        let engine =
+        let mut engine =
             common::load_engine(args.kb.as_deref(), args.rules.as_deref(), Clock::EventTime)
                 .await?;
+        let mut resume_after = 0;
+        if let Some(dir) = &args.state {
+            let days = engine.program().history_days();
+            let history = DurableHistory::open(&dir.join("partition-0"), days, 10_000)?;
+            resume_after = history.position().unwrap_or(0);
+            engine = Engine::with_history(Arc::clone(engine.program()), Clock::EventTime, history);
+        }
         let source = NdjsonSource::open(&args.input)
             .with_context(|| format!("opening {}", args.input.display()))?;
-        let mut sink = NdjsonSink::create(&args.output)
-            .with_context(|| format!("creating {}", args.output.display()))?;
+        let mut sink = if resume_after > 0 {
+            eprintln!(
+                "resuming after input line {resume_after} (state in {})",
+                args.state.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+            );
+            NdjsonSink::append(&args.output)
+        } else {
+            NdjsonSink::create(&args.output)
+        }
+        .with_context(|| format!("opening {}", args.output.display()))?;
+        let mut last_line = 0;
 
         let mut pending: Vec<Event> = Vec::with_capacity(args.batch);
         let mut all_alerts: Vec<Alert> = Vec::new();
         let (mut good, mut bad) = (0u64, 0u64);
         for line in source {
             let line = line.with_context(|| format!("reading {}", args.input.display()))?;
+            if line.line_no <= resume_after {
+                continue;
+            }
+            last_line = line.line_no;
             match line.event {
                 Ok(event) => {
                     good += 1;
                     pending.push(event);
                     if pending.len() >= args.batch {
-                        flush(&engine, &mut pending, &mut sink, &mut all_alerts).await?;
+                        flush(&engine, &mut pending, last_line, &mut sink, &mut all_alerts).await?;
                     }
                 }
                 Err(err) => {
@@ -65,7 +92,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        flush(&engine, &mut pending, &mut sink, &mut all_alerts).await?;
+        flush(&engine, &mut pending, last_line, &mut sink, &mut all_alerts).await?;
         sink.flush()?;
 
         let summary = AlertSummary::of(&all_alerts);
@@ -89,9 +116,13 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Evaluates the pending events, writes their alerts and flushes them to the file
+/// *before* the history records the batch's input position: a crash in between
+/// replays the batch (duplicate alerts carry the same `jr_id`), never loses it.
 async fn flush(
     engine: &Engine,
     pending: &mut Vec<Event>,
+    last_line: u64,
     sink: &mut NdjsonSink<std::fs::File>,
     all: &mut Vec<Alert>,
 ) -> anyhow::Result<()> {
@@ -99,11 +130,13 @@ async fn flush(
         return Ok(());
     }
     let refs: Vec<&Event> = pending.iter().collect();
-    let alerts = engine.evaluate(&refs).await?;
+    let alerts = engine.evaluate_only(&refs).await?;
     for alert in alerts.into_iter().flatten() {
         sink.write(&alert)?;
         all.push(alert);
     }
+    sink.flush()?;
+    engine.record(&refs, Some(last_line))?;
     pending.clear();
     Ok(())
 }

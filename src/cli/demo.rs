@@ -49,6 +49,10 @@ pub struct DemoArgs {
     /// Where to write the alerts (NDJSON, one alert per line).
     #[arg(long, default_value = "var/demo-alerts.ndjson")]
     output: PathBuf,
+    /// Also write the generated events here (NDJSON, one request per line), e.g. to
+    /// replay them with `fundwatch check`.
+    #[arg(long)]
+    events_out: Option<PathBuf>,
     /// KB version directory (default: the shipped national KB).
     #[arg(long)]
     kb: Option<PathBuf>,
@@ -83,6 +87,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// A generated event on its way to the engine.
 struct Generated {
     event: SyntheticEvent,
+}
+
+/// A decoded event waiting in the micro-batch, with its labels.
+struct Pending {
+    entered: Instant,
+    event: Event,
+    labels: Vec<Label>,
 }
 
 /// Latency histograms (microseconds).
@@ -128,11 +139,16 @@ struct Run {
 }
 
 impl Run {
-    async fn flush(&mut self, pending: &mut Vec<(Instant, Event)>) -> anyhow::Result<()> {
+    async fn flush(&mut self, pending: &mut Vec<Pending>) -> anyhow::Result<()> {
         if pending.is_empty() {
             return Ok(());
         }
-        let refs: Vec<&Event> = pending.iter().map(|(_, e)| e).collect();
+        // Labels join the score with their batch, so the live recall never counts a
+        // label whose event the engine has not seen yet.
+        for p in pending.iter() {
+            self.score.add_labels(&p.labels);
+        }
+        let refs: Vec<&Event> = pending.iter().map(|p| &p.event).collect();
         let began = Instant::now();
         let alerts = self
             .engine
@@ -150,8 +166,8 @@ impl Run {
         self.latency
             .per_event_cost
             .saturating_record((micros(took) / n.max(1)).max(1));
-        for (entered, _) in pending.iter() {
-            self.latency.event.saturating_record(micros(done - *entered));
+        for p in pending.iter() {
+            self.latency.event.saturating_record(micros(done - p.entered));
         }
         self.events += n;
         self.batches += 1;
@@ -410,13 +426,19 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let max_wait = Duration::from_millis(50);
-    let mut pending: Vec<(Instant, Event)> = Vec::with_capacity(args.batch);
+    let mut pending: Vec<Pending> = Vec::with_capacity(args.batch);
+    let mut events_out = match &args.events_out {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
     let mut interrupted = false;
 
     loop {
         let flush_at = pending
             .first()
-            .map_or(deadline, |(t, _)| tokio::time::Instant::from_std(*t + max_wait));
+            .map_or(deadline, |p| tokio::time::Instant::from_std(p.entered + max_wait));
         tokio::select! {
             biased;
             _ = &mut ctrl_c => { interrupted = true; break; }
@@ -426,11 +448,17 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             }
             msg = rx.recv(), if pending.len() < args.batch => {
                 let Some(Generated { event }) = msg else { break };
+                if let Some(out) = events_out.as_mut() {
+                    out.write_all(&event.json)
+                        .and_then(|()| out.write_all(b"\n"))
+                        .context("writing --events-out")?;
+                }
                 match decode_event(&event.json) {
-                    Ok(decoded) => {
-                        run.score.add_labels(&event.labels);
-                        pending.push((Instant::now(), decoded));
-                    }
+                    Ok(decoded) => pending.push(Pending {
+                        entered: Instant::now(),
+                        event: decoded,
+                        labels: event.labels,
+                    }),
                     Err(err) => {
                         run.undecodable += 1;
                         if run.undecodable <= 5 {
@@ -449,6 +477,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     run.flush(&mut pending).await?;
     run.sink.flush().context("flushing the alerts file")?;
+    if let Some(mut out) = events_out {
+        out.flush().context("flushing --events-out")?;
+    }
     stop.store(true, Ordering::Relaxed);
     drop(rx);
     if producer.join().is_err() {

@@ -6,6 +6,7 @@ mod demo;
 pub mod kb;
 mod rules;
 mod serve;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,9 @@ enum Command {
     /// Inline HTTP service for hospital HIS: 3101/3102/3103, alert API, admin
     /// endpoints (per-institution API keys, fail-open); see docs/http.md.
     Serve(serve::ServeArgs),
+    /// Kafka stream: settlement events from the input topic, alerts to the alerts
+    /// topic, at least once; see docs/kafka.md.
+    Stream(stream::StreamArgs),
 }
 
 /// Runs one parsed command line.
@@ -45,5 +49,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kb(cmd) => kb::run(cmd),
         Command::Rules(cmd) => rules::run(cmd),
         Command::Serve(args) => serve::run(args),
+        Command::Stream(args) => stream::run(args),
     }
 }

@@ -6,7 +6,7 @@
 //!   (`<dir>/alerts/<fixmedins_code>.ndjson`, alert and feedback records
 //!   interleaved in arrival order) and `<dir>/audit.ndjson`, replayed into memory
 //!   at start. Nothing is rewritten in place, so a crash can at worst tear the last
-//!   line, which the replay drops (and the next append starts on a fresh line).
+//!   line, which the replay skips and the next append cuts off.
 //! - [`MemoryStore`]: the same in-memory index without files.
 //!
 //! A real database plugs in by implementing [`AlertStore`] (docs/http.md shows
@@ -503,8 +503,9 @@ fn file_stem(fixmedins_code: &str) -> String {
     }
 }
 
-/// Opens `path` for appending; when a crash tore its last line, starts a new one so
-/// the next record is not glued to the torn one.
+/// Opens `path` for appending. When a crash tore its last line (no newline at
+/// the end), that partial record is cut off, so the next append starts clean and
+/// the replay never meets it in the middle of the file.
 fn open_append(path: &Path) -> Result<File, StoreError> {
     let io = |action: &'static str| {
         let path = path.to_path_buf();
@@ -521,15 +522,34 @@ fn open_append(path: &Path) -> Result<File, StoreError> {
         .open(path)
         .map_err(io("opening"))?;
     let len = file.metadata().map_err(io("reading"))?.len();
-    if len > 0 {
-        let mut last = [0u8; 1];
-        file.seek(SeekFrom::End(-1)).map_err(io("reading"))?;
-        file.read_exact(&mut last).map_err(io("reading"))?;
-        if last[0] != b'\n' {
-            file.write_all(b"\n").map_err(io("repairing"))?;
-        }
+    let keep = complete_length(&mut file, len).map_err(io("reading"))?;
+    if keep < len {
+        tracing::warn!(
+            path = %path.display(),
+            bytes = len - keep,
+            "cutting off the torn last line of the log (a crash during a write)"
+        );
+        file.set_len(keep).map_err(io("repairing"))?;
     }
     Ok(file)
+}
+
+/// Length of `file` up to and including its last newline (0 when it has none).
+fn complete_length(file: &mut File, len: u64) -> std::io::Result<u64> {
+    const CHUNK: u64 = 4096;
+    let mut end = len;
+    let mut buf = vec![0u8; CHUNK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 fn write_all(file: &mut File, bytes: &[u8], path: &Path, sync: bool) -> Result<(), StoreError> {

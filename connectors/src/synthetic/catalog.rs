@@ -152,6 +152,11 @@ pub(crate) struct CodeInfo {
     pub course_days: Option<u32>,
     /// 周期超频次: at most `.0` uses in any `.1` days.
     pub periodic: Option<(u32, u32)>,
+    /// 支付疗程 counted per stay ("单次住院…").
+    pub course_per_stay: bool,
+    /// Knowledge rows whose uses are counted together across codes (周期超频次,
+    /// 支付疗程): two codes of one row in an event are two uses.
+    pub counted_rows: Vec<u32>,
 }
 
 impl CodeInfo {
@@ -347,6 +352,8 @@ impl Catalog {
                 surgery_group: None,
                 course_days: None,
                 periodic: None,
+                course_per_stay: false,
+                counted_rows: Vec::new(),
             };
             for (class, _, id) in &class_ids {
                 if *class == Some(Class::ItemDuplicate) {
@@ -371,6 +378,9 @@ impl Catalog {
                             }
                         }
                         structural_facts(*class, point, &mut info);
+                        if matches!(class, Class::ItemPeriodic | Class::DrugCourse | Class::ItemCourse) {
+                            info.counted_rows.push(point_idx);
+                        }
                         need
                     }
                     // A class the generator cannot read: keep its codes out of
@@ -794,6 +804,7 @@ fn structural_facts(class: Class, point: &KnowledgePoint, info: &mut CodeInfo) {
         }
         Class::DrugCourse | Class::ItemCourse => {
             info.course_days = course_days(point);
+            info.course_per_stay = point.constraint_text.contains("单次");
         }
         Class::ItemPeriodic => {
             if let (Some(limit), Some(period)) = (point.limit_num, point.period_days) {

@@ -61,17 +61,11 @@ impl Recipes {
                 .filter(|c| c.need.pick(&mut probe).is_some())
                 .collect();
             if list.is_empty() {
-                let why = match target.class {
-                    Class::DrugSecondLine => format!(
-                        "no recipe yet for `{}` (its rule's reading is pending)",
-                        target.class.name()
-                    ),
-                    _ => format!(
-                        "no knowledge point of `{}` can be violated alone in the scenarios {:?}",
-                        target.class.name(),
-                        target.scens
-                    ),
-                };
+                let why = format!(
+                    "no knowledge point of `{}` can be violated alone in the scenarios {:?}",
+                    target.class.name(),
+                    target.scens
+                );
                 recipes.why_not.insert(target.rule_id.clone(), why);
             } else {
                 recipes.by_rule.insert(target.rule_id.clone(), list);
@@ -141,6 +135,17 @@ impl Recipes {
                         when + Duration::minutes(30),
                     );
                     generator.add_line(&mut draft, Some(h), cand.code, 1.0, when, None, false);
+                }
+                vec![generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true)]
+            }
+            Class::DrugCourse | Class::ItemCourse if catalog.code(cand.code).course_per_stay => {
+                // "单次住院…": the stay itself used the code on the `n` days before
+                // today (earlier orders of the stay, context lines); today is day n + 1.
+                let first = service - Duration::days(i64::from(cand.n));
+                draft.current.adm = first - Duration::hours(2);
+                for day in 0..i64::from(cand.n) {
+                    let when = first + Duration::days(day);
+                    generator.add_line(&mut draft, None, cand.code, 1.0, when, None, false);
                 }
                 vec![generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true)]
             }
@@ -345,13 +350,18 @@ fn candidates(catalog: &Catalog, params: &Parameters, class: Class, settings: &N
                 if !info.timeline_ok(&uses, Some(class)) || !info.timeline_ok(&spread, Some(class)) {
                     continue;
                 }
-                // The history stay is 住院 at the current hospital: the code must be
-                // compliant there too.
+                // The earlier days are a stay (住院) at the current hospital: the code
+                // must be compliant there too. A per-stay limit needs today in that stay.
+                let here: &[Setting] = if info.course_per_stay {
+                    &[Setting::Inpatient]
+                } else {
+                    &[Setting::Outpatient, Setting::Inpatient]
+                };
                 let need = info
                     .need
                     .and(settings)
                     .and(&Need::bands(&HISTORY_BANDS))
-                    .and(&Need::settings(&[Setting::Outpatient, Setting::Inpatient]))
+                    .and(&Need::settings(here))
                     .and(&info.need_inpatient_compatible());
                 out.push(Candidate {
                     code,
@@ -452,8 +462,23 @@ fn candidates(catalog: &Catalog, params: &Parameters, class: Class, settings: &N
                 }
             }
         }
-        // Waiting for the rule's reading (see `Recipes::prepare`).
-        Class::DrugSecondLine => {}
+        // No settlement request carries the evidence of first-line failure: any use
+        // of a listed drug is the finding (可疑 at least).
+        Class::DrugSecondLine => {
+            for (code, _) in members {
+                let info = catalog.code(code);
+                if info.kind != Kind::Drug {
+                    continue;
+                }
+                out.push(Candidate {
+                    code,
+                    partner: None,
+                    need: info.need_without(class).and(settings),
+                    forbidden_dx: Vec::new(),
+                    n: 1,
+                });
+            }
+        }
     }
     out
 }

@@ -20,6 +20,7 @@ pub use normalize::{Normalized, age_on, normalize_encounter};
 pub use schema::{TABLES, TableName, table_schema};
 
 use crate::event::Event;
+use crate::history::{HistoryStore, history_tables};
 
 /// Where one row of `orders` came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +38,8 @@ pub struct LineRef {
 /// The tables of one micro-batch, plus the map from `orders.line_id` back to events.
 #[derive(Debug, Clone)]
 pub struct EventBatch {
-    /// `orders`, `diagnoses`, `encounters`, `operations`, indexed by [`TableName`].
-    pub tables: [RecordBatch; 4],
+    /// The event and history tables, indexed by [`TableName`].
+    pub tables: [RecordBatch; 7],
     /// `orders.line_id` → source line.
     pub lines: Vec<LineRef>,
 }
@@ -49,8 +50,18 @@ impl EventBatch {
         &self.tables[name as usize]
     }
 
-    /// Builds the tables for `events`, normalising with `dicts`.
+    /// Builds the tables for `events`, normalising with `dicts`; history tables hold
+    /// only what earlier events of the same batch contribute.
     pub fn build(events: &[&Event], dicts: &Dictionaries) -> Self {
+        Self::build_with_history(events, dicts, None)
+    }
+
+    /// Builds the tables for `events` with the stored history of their persons.
+    pub fn build_with_history(
+        events: &[&Event],
+        dicts: &Dictionaries,
+        history: Option<&HistoryStore>,
+    ) -> Self {
         let mut orders = OrdersBuilder::default();
         let mut diagnoses = DiagnosesBuilder::default();
         let mut encounters = EncountersBuilder::default();
@@ -101,12 +112,16 @@ impl EventBatch {
                 }
             }
         }
+        let past = history_tables(events, history, dicts);
         Self {
             tables: [
                 orders.finish(),
                 diagnoses.finish(),
                 encounters.finish(),
                 operations.finish(),
+                past.orders,
+                past.encounters,
+                past.trace_uses,
             ],
             lines,
         }
@@ -215,6 +230,7 @@ struct OrdersBuilder {
     sumamt: Float64Builder,
     begn_time: TimestampMillisecondBuilder,
     service_date: Date32Builder,
+    prd_days: Float64Builder,
     context: ContextColumns,
 }
 
@@ -246,6 +262,7 @@ impl OrdersBuilder {
         self.begn_time.append_option(millis(time));
         let date = time.map(|t| t.date());
         self.service_date.append_option(date.map(epoch_days));
+        self.prd_days.append_option(order.prd_days);
         self.context.push(norm, brdy, date);
     }
 
@@ -266,6 +283,7 @@ impl OrdersBuilder {
             Arc::new(self.sumamt.finish()),
             Arc::new(self.begn_time.finish()),
             Arc::new(self.service_date.finish()),
+            Arc::new(self.prd_days.finish()),
         ]);
         columns.extend(self.context.finish());
         batch(TableName::Orders, columns)

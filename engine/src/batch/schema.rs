@@ -15,14 +15,23 @@ pub enum TableName {
     Encounters = 2,
     /// One row per operation.
     Operations = 3,
+    /// Stored order lines of the batch's persons (not in the request).
+    HistoryOrders = 4,
+    /// Stored encounters of the batch's persons (not in the request).
+    HistoryEncounters = 5,
+    /// Trace codes of the batch already settled by another line.
+    TraceUses = 6,
 }
 
 /// All event tables with their SQL names.
-pub const TABLES: [(TableName, &str); 4] = [
+pub const TABLES: [(TableName, &str); 7] = [
     (TableName::Orders, "orders"),
     (TableName::Diagnoses, "diagnoses"),
     (TableName::Encounters, "encounters"),
     (TableName::Operations, "operations"),
+    (TableName::HistoryOrders, "history_orders"),
+    (TableName::HistoryEncounters, "history_encounters"),
+    (TableName::TraceUses, "trace_uses"),
 ];
 
 fn key_fields() -> Vec<Field> {
@@ -55,7 +64,7 @@ fn context_fields() -> Vec<Field> {
     ]
 }
 
-static SCHEMAS: LazyLock<[SchemaRef; 4]> = LazyLock::new(|| {
+static SCHEMAS: LazyLock<[SchemaRef; 7]> = LazyLock::new(|| {
     let mut orders = vec![Field::new("line_id", DataType::Int64, false)];
     orders.extend(key_fields());
     orders.extend([
@@ -72,6 +81,7 @@ static SCHEMAS: LazyLock<[SchemaRef; 4]> = LazyLock::new(|| {
         Field::new("sumamt", DataType::Float64, false),
         Field::new("begn_time", timestamp(), true),
         Field::new("service_date", DataType::Date32, true),
+        Field::new("prd_days", DataType::Float64, true),
     ]);
     orders.extend(context_fields());
 
@@ -92,7 +102,52 @@ static SCHEMAS: LazyLock<[SchemaRef; 4]> = LazyLock::new(|| {
         Field::new("main_oprn", DataType::Boolean, false),
     ]);
 
-    [orders, diagnoses, encounters, operations].map(|fields| Arc::new(Schema::new(fields)))
+    let history_orders = vec![
+        Field::new("event_idx", DataType::Int64, false),
+        Field::new("patn_id", DataType::Utf8, false),
+        Field::new("mdtrt_id", DataType::Utf8, false),
+        Field::new("rx_id", DataType::Utf8, false),
+        Field::new("hilist_code", DataType::Utf8, false),
+        Field::new("hilist_name", DataType::Utf8, false),
+        Field::new("medins_id", DataType::Utf8, false),
+        Field::new("begn_time", timestamp(), true),
+        Field::new("service_date", DataType::Date32, true),
+        Field::new("cnt", DataType::Float64, false),
+        Field::new("sumamt", DataType::Float64, false),
+        Field::new("prd_days", DataType::Float64, true),
+    ];
+    let history_encounters = vec![
+        Field::new("event_idx", DataType::Int64, false),
+        Field::new("patn_id", DataType::Utf8, false),
+        Field::new("mdtrt_id", DataType::Utf8, false),
+        Field::new("medins_id", DataType::Utf8, false),
+        Field::new("setting", DataType::Int32, true),
+        Field::new("med_type", DataType::Utf8, false),
+        Field::new("adm_time", timestamp(), true),
+        Field::new("dscg_time", timestamp(), true),
+        Field::new("main_dise", DataType::Utf8, false),
+    ];
+    let trace_uses = vec![
+        Field::new("event_idx", DataType::Int64, false),
+        Field::new("mdtrt_id", DataType::Utf8, false),
+        Field::new("rx_id", DataType::Utf8, false),
+        Field::new("trace_code", DataType::Utf8, false),
+        Field::new("prev_patn_id", DataType::Utf8, false),
+        Field::new("prev_mdtrt_id", DataType::Utf8, false),
+        Field::new("prev_rx_id", DataType::Utf8, false),
+        Field::new("prev_medins_id", DataType::Utf8, false),
+        Field::new("prev_time", timestamp(), true),
+    ];
+    [
+        orders,
+        diagnoses,
+        encounters,
+        operations,
+        history_orders,
+        history_encounters,
+        trace_uses,
+    ]
+    .map(|fields| Arc::new(Schema::new(fields)))
 });
 
 /// The schema of table `name`.

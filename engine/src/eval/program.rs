@@ -31,6 +31,9 @@ pub enum EvalError {
         /// What is wrong.
         message: String,
     },
+    /// The history state could not be written.
+    #[error("history: {0}")]
+    History(String),
     /// Execution failed (a bug or an invalid knowledge reference).
     #[error("while evaluating rule {rule_id}: {source}")]
     Execute {
@@ -40,6 +43,28 @@ pub enum EvalError {
         source: DataFusionError,
     },
 }
+
+/// Views over the event and history tables (docs/tables.md): the request's lines
+/// and encounters together with the stored ones of the same person.
+const VIEWS: [&str; 2] = [
+    "CREATE VIEW patient_orders AS \
+       SELECT event_idx, patn_id, mdtrt_id, rx_id, hilist_code, hilist_name, medins_id, \
+              begn_time, service_date, cnt, sumamt, prd_days, line_id, curr, false AS from_store \
+       FROM orders \
+     UNION ALL \
+       SELECT event_idx, patn_id, mdtrt_id, rx_id, hilist_code, hilist_name, medins_id, \
+              begn_time, service_date, cnt, sumamt, prd_days, CAST(NULL AS BIGINT) AS line_id, \
+              false AS curr, true AS from_store \
+       FROM history_orders",
+    "CREATE VIEW patient_encounters AS \
+       SELECT event_idx, patn_id, mdtrt_id, medins_id, setting, med_type, adm_time, dscg_time, \
+              main_dise, enc_current, false AS from_store \
+       FROM encounters \
+     UNION ALL \
+       SELECT event_idx, patn_id, mdtrt_id, medins_id, setting, med_type, adm_time, dscg_time, \
+              main_dise, false AS enc_current, true AS from_store \
+       FROM history_encounters",
+];
 
 /// Knobs of the DataFusion session the rules run in.
 #[derive(Debug, Clone)]
@@ -192,6 +217,11 @@ impl Program {
             ctx.register_table(name, Arc::new(SlotTable::new(table)))
                 .map_err(|err| compile_err("-", err.to_string()))?;
         }
+        for view in VIEWS {
+            ctx.sql(view)
+                .await
+                .map_err(|err| compile_err("-", format!("history views: {err}")))?;
+        }
         let params = Arc::new(pack.manifest.parameters.clone());
         for udf in kb_functions(&kb, &params) {
             ctx.register_udf(udf);
@@ -228,6 +258,11 @@ impl Program {
     /// The compiled rules, in pack order (by `rule_id`).
     pub fn rules(&self) -> &[CompiledRule] {
         &self.rules
+    }
+
+    /// Days of history the enabled rules need (the largest `history_days`).
+    pub fn history_days(&self) -> u32 {
+        self.rules.iter().map(|r| r.rule.history_days).max().unwrap_or(0)
     }
 
     /// The pack.

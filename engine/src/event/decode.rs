@@ -246,7 +246,28 @@ fn order(value: &Value, path: &str) -> Result<Order, DecodeError> {
         drord_dept_codg: f.string("drord_dept_codg")?,
         drord_dr_codg: f.string("drord_dr_codg")?,
         curr_drord_flag: f.flag("curr_drord_flag")?,
+        prd_days: f.number("prd_days")?,
+        trace_codes: trace_codes(&f)?,
     })
+}
+
+/// `drug_trac_codg` (one code, or several separated by commas) and/or
+/// `drugtracinfo[]` objects, as 3505/2204 carry them.
+fn trace_codes(f: &Fields<'_>) -> Result<Vec<String>, DecodeError> {
+    let mut codes: Vec<String> = split_list(&f.string("drug_trac_codg")?);
+    if let Some(items) = f.array("drugtracinfo")? {
+        let base = join(f.path, "drugtracinfo");
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{base}[{i}]");
+            let code = Fields::of(item, &path)?.string("drug_trac_codg")?;
+            if !code.is_empty() {
+                codes.push(code);
+            }
+        }
+    }
+    codes.sort();
+    codes.dedup();
+    Ok(codes)
 }
 
 fn operation(value: &Value, path: &str) -> Result<Operation, DecodeError> {

@@ -191,6 +191,10 @@ pub struct Order {
     pub drord_dr_codg: String,
     /// `curr_drord_flag`: the line is being checked in this request.
     pub curr_drord_flag: bool,
+    /// `prd_days`: days of supply (2204 field; some HIS send it on 3101 orders).
+    pub prd_days: Option<f64>,
+    /// Drug trace codes (`drug_trac_codg`, or `drugtracinfo[].drug_trac_codg`).
+    pub trace_codes: Vec<String>,
 }
 
 /// `fsi_operation_dtos[]`.

@@ -374,7 +374,12 @@ fn check_unique(points: &[KnowledgePoint]) -> Result<(), KbError> {
 }
 
 /// Applies every `supersedes` link; returns how many name an absent kp_id.
+/// `effective_to` comes only from these links, so it is recomputed from scratch
+/// (a base version's ends do not survive a re-import with other dates).
 fn apply_supersedes(points: &mut [KnowledgePoint]) -> usize {
+    for p in points.iter_mut() {
+        p.effective_to = None;
+    }
     let index: HashMap<String, usize> = points
         .iter()
         .enumerate()

@@ -447,11 +447,12 @@ fn drug_list(
 
     let (rows1, skipped1) = first.data_rows();
     let (rows2, skipped2) = second.data_rows();
-    let mut codes: HashMap<String, Vec<String>> = HashMap::new();
+    // Generic → (first sheet-2 row, codes in sheet order).
+    let mut codes: HashMap<String, (u32, Vec<String>)> = HashMap::new();
     for (no, row) in &rows2 {
         let name = second.required(*no, row, name2_c)?;
         let code = second.required(*no, row, code2_c)?;
-        codes.entry(name).or_default().push(code);
+        codes.entry(name).or_insert_with(|| (*no, Vec::new())).1.push(code);
     }
     let mut drafts = Vec::with_capacity(rows1.len());
     let mut seen: HashMap<String, u32> = HashMap::new();
@@ -495,7 +496,7 @@ fn drug_list(
                 ));
             }
         };
-        let item_codes = codes.remove(&name).unwrap_or_default();
+        let item_codes = codes.remove(&name).map(|(_, c)| c).unwrap_or_default();
         if item_codes.is_empty() {
             return Err(first.err(
                 *no,
@@ -533,15 +534,8 @@ fn drug_list(
             source_row: no - 1,
         });
     }
-    if let Some((name, _)) = codes.into_iter().next() {
-        return Err(KbError::Cell {
-            path: second.path.clone(),
-            sheet: second.name.clone(),
-            row: 0,
-            column: "药品通用名".into(),
-            value: name,
-            problem: "sheet 2 lists codes of a generic that sheet 1 does not have".into(),
-        });
+    if let Some((name, (row, _))) = codes.into_iter().min_by_key(|(_, (row, _))| *row) {
+        return Err(second.err(row, name2_c, &name, "sheet 2 lists codes of a generic that sheet 1 does not have"));
     }
     let rows = (rows2.len()) as u32;
     Ok((drafts, rows, skipped1 + skipped2))

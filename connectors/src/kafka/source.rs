@@ -1,0 +1,419 @@
+//! The Kafka source: an rdkafka `StreamConsumer` in a consumer group, on a thread
+//! of its own, feeding a bounded queue.
+//!
+//! Why a thread of its own: librdkafka runs the rebalance callback inside the
+//! consumer's poll, and on a revoke this source blocks there until the alerts of
+//! the revoked partitions' messages in flight are acknowledged (bounded by
+//! `drain_timeout_ms`). Blocking a thread that serves nothing else keeps the
+//! evaluation and the acknowledgements — which the drain waits for — running.
+//!
+//! Offsets: every message is registered in the [`OffsetTracker`] before it goes
+//! downstream; [`Committer::complete`] stores the low-water mark once its alerts
+//! are acknowledged, and librdkafka's auto-commit sends stored offsets to the
+//! group coordinator (`enable.auto.commit=true`, `enable.auto.offset.store=false`).
+//!
+//! librdkafka's "max poll interval exceeded" (the consumer left the group because
+//! it did not poll in time) is recognised in its log line, its error callback and
+//! the consumer's error, logged once per episode and counted
+//! (`fundwatch_kafka_max_poll_exceeded_total`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+
+use super::metrics::KafkaMetrics;
+use super::offsets::{OffsetTracker, Ticket, TopicPartition};
+
+/// One consumed message, detached from librdkafka.
+#[derive(Debug)]
+pub(crate) struct Record {
+    /// Where it came from; completes its offset.
+    pub ticket: Ticket,
+    /// Message key (`patn_id`).
+    pub key: Option<Vec<u8>>,
+    /// Message value (the 3101/3102 JSON).
+    pub payload: Option<Vec<u8>>,
+    /// Message timestamp (ms since the epoch), when the producer or broker set one.
+    pub timestamp_ms: Option<i64>,
+    /// When this consumer read it.
+    pub received: Instant,
+}
+
+/// State shared by the consumer thread, its rebalance callback and the
+/// acknowledgement task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    tracker: Mutex<OffsetTracker>,
+    /// Signalled whenever messages complete (the revoke drain waits on it).
+    completed: Condvar,
+    pub metrics: KafkaMetrics,
+    input_topic: String,
+    drain_timeout: Duration,
+    /// Set while a max-poll episode is under way (counted once).
+    poll_exceeded: AtomicBool,
+    /// Set at shutdown: the final revoke does not wait for messages abandoned.
+    closing: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(metrics: KafkaMetrics, input_topic: &str, drain_timeout: Duration) -> Self {
+        Self {
+            tracker: Mutex::new(OffsetTracker::new()),
+            completed: Condvar::new(),
+            metrics,
+            input_topic: input_topic.to_string(),
+            drain_timeout,
+            poll_exceeded: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
+        // The tracker stays consistent across a panic elsewhere (each method
+        // leaves it valid), so a poisoned lock is still usable.
+        self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Messages still in flight on every partition.
+    pub fn in_flight(&self) -> usize {
+        self.tracker().in_flight(None)
+    }
+
+    /// Marks the pipeline as shutting down.
+    pub fn set_closing(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
+    fn note_max_poll_exceeded(&self, detail: &str) {
+        if !self.poll_exceeded.swap(true, Ordering::SeqCst) {
+            self.metrics.max_poll_exceeded.inc();
+            tracing::error!(
+                detail,
+                "Kafka consumer exceeded max.poll.interval.ms and left its group: its partitions go to other members and it rejoins; raise kafka.consumer.\"max.poll.interval.ms\" or lower kafka.batch.max_events if evaluation is this slow"
+            );
+        }
+    }
+
+    fn note_polled(&self) {
+        self.poll_exceeded.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Whether a librdkafka log line reports the max-poll-interval violation.
+fn is_max_poll_log(facility: &str, message: &str) -> bool {
+    facility == "MAXPOLL"
+        || (message.contains("max.poll.interval.ms") && message.contains("exceeded"))
+}
+
+fn is_max_poll_error(error: &KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::PollExceeded)
+}
+
+/// Forwards librdkafka's log lines to `tracing` (target `librdkafka`).
+pub(crate) fn forward_log(client: &'static str, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", client, facility = fac, "{message}")
+        }
+        RDKafkaLogLevel::Warning => {
+            tracing::warn!(target: "librdkafka", client, facility = fac, "{message}")
+        }
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", client, facility = fac, "{message}")
+        }
+        RDKafkaLogLevel::Debug => {
+            tracing::debug!(target: "librdkafka", client, facility = fac, "{message}")
+        }
+    }
+}
+
+/// The consumer's callbacks: rebalance drain, max-poll detection, lag, logs.
+pub(crate) struct SourceContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if is_max_poll_log(fac, log_message) {
+            self.shared.note_max_poll_exceeded(log_message);
+        }
+        forward_log("consumer", level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if is_max_poll_error(&error) {
+            self.shared.note_max_poll_exceeded(reason);
+        }
+        self.shared
+            .metrics
+            .client_errors
+            .with_label_values(&["consumer"])
+            .inc();
+        tracing::warn!(target: "librdkafka", client = "consumer", %error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.shared.input_topic) else {
+            return;
+        };
+        for (partition, stats) in &topic.partitions {
+            // -1 is librdkafka's internal "unassigned" partition; -1 lag is unknown.
+            if *partition >= 0 && stats.consumer_lag >= 0 {
+                self.shared
+                    .metrics
+                    .consumer_lag
+                    .with_label_values(&[topic.topic.as_str(), &partition.to_string()])
+                    .set(stats.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let tps = partitions(tpl);
+                self.shared
+                    .metrics
+                    .rebalances
+                    .with_label_values(&["assign"])
+                    .inc();
+                tracing::info!(partitions = ?tps.iter().map(|t| t.partition).collect::<Vec<_>>(), "partitions assigned");
+                let mut tracker = self.shared.tracker();
+                for tp in tps {
+                    tracker.assign(tp);
+                }
+            }
+            Rebalance::Revoke(tpl) => {
+                let tps = partitions(tpl);
+                self.shared
+                    .metrics
+                    .rebalances
+                    .with_label_values(&["revoke"])
+                    .inc();
+                let abandoned = self.drain(&tps);
+                if abandoned > 0 {
+                    self.shared.metrics.drain_timeouts.inc();
+                    tracing::warn!(
+                        abandoned,
+                        drain_timeout_ms = self.shared.drain_timeout.as_millis() as u64,
+                        "revoked partitions still had messages in flight after kafka.drain_timeout_ms; the next owner reads them again (their alerts may be duplicated, same jr_id)"
+                    );
+                }
+                // Hand over exactly: commit what is stored before the partitions
+                // go (auto-commit would do it on unassign too, asynchronously).
+                if !consumer.assignment_lost()
+                    && let Err(err) = consumer.commit_consumer_state(CommitMode::Sync)
+                    && err.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset)
+                {
+                    tracing::warn!(error = %err, "committing stored offsets on revoke failed; the next owner may read some messages again");
+                }
+                tracing::info!(partitions = ?tps.iter().map(|t| t.partition).collect::<Vec<_>>(), "partitions revoked");
+            }
+            Rebalance::Error(err) => {
+                tracing::warn!(error = %err, "rebalance error");
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(err) = result
+            && err.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset)
+        {
+            tracing::warn!(error = %err, "offset commit failed; it is retried with the next auto-commit");
+        }
+    }
+}
+
+impl SourceContext {
+    /// Waits (bounded) until no message of `tps` is in flight, then forgets the
+    /// partitions; returns how many were abandoned.
+    fn drain(&self, tps: &[TopicPartition]) -> usize {
+        let deadline = Instant::now() + self.shared.drain_timeout;
+        let mut tracker = self.shared.tracker();
+        if !self.shared.closing.load(Ordering::SeqCst) {
+            while tracker.in_flight(Some(tps)) > 0 {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                tracker = self
+                    .shared
+                    .completed
+                    .wait_timeout(tracker, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        }
+        tps.iter().map(|tp| tracker.revoke(tp)).sum()
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
+}
+
+/// The consumer as the pipeline shares it.
+pub(crate) type KafkaConsumer = StreamConsumer<SourceContext>;
+
+/// Creates the consumer (in the caller's tokio context) and subscribes it.
+pub(crate) fn create_consumer(
+    settings: &std::collections::BTreeMap<String, String>,
+    shared: Arc<Shared>,
+) -> KafkaResult<KafkaConsumer> {
+    let mut config = ClientConfig::new();
+    for (key, value) in settings {
+        config.set(key, value);
+    }
+    config.set_log_level(RDKafkaLogLevel::Info);
+    let consumer: KafkaConsumer = config.create_with_context(SourceContext {
+        shared: Arc::clone(&shared),
+    })?;
+    consumer.subscribe(&[shared.input_topic.as_str()])?;
+    Ok(consumer)
+}
+
+/// Stores offsets of completed messages.
+#[derive(Clone)]
+pub(crate) struct Committer {
+    consumer: Arc<KafkaConsumer>,
+    shared: Arc<Shared>,
+}
+
+impl Committer {
+    pub fn new(consumer: Arc<KafkaConsumer>, shared: Arc<Shared>) -> Self {
+        Self { consumer, shared }
+    }
+
+    /// Marks `tickets` done; stores each partition's new low-water mark.
+    ///
+    /// The store happens under the tracker's lock, so a revoke drain that sees
+    /// nothing in flight also sees its offsets stored.
+    pub fn complete(&self, tickets: &[Ticket]) {
+        if tickets.is_empty() {
+            return;
+        }
+        let mut tracker = self.shared.tracker();
+        let mut positions: Vec<(TopicPartition, i64)> = Vec::new();
+        for ticket in tickets {
+            if let Some(position) = tracker.complete(ticket) {
+                match positions.iter_mut().find(|(tp, _)| *tp == ticket.tp) {
+                    Some(entry) => entry.1 = position,
+                    None => positions.push((ticket.tp.clone(), position)),
+                }
+            }
+        }
+        if !positions.is_empty() {
+            let mut tpl = TopicPartitionList::with_capacity(positions.len());
+            for (tp, position) in &positions {
+                if let Err(err) =
+                    tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*position))
+                {
+                    tracing::warn!(error = %err, partition = tp.partition, "cannot record an offset to store");
+                }
+            }
+            match self.consumer.store_offsets(&tpl) {
+                Ok(()) => self.shared.metrics.offsets_stored.inc_by(positions.len() as u64),
+                // A partition revoked in the meantime cannot be stored: its next
+                // owner reads from the last commit (at-least-once).
+                Err(err) => tracing::debug!(error = %err, "offset store refused"),
+            }
+        }
+        drop(tracker);
+        self.shared.completed.notify_all();
+        let done = tickets.len() as u64;
+        self.shared.metrics.messages_done.inc_by(done);
+        self.shared.metrics.in_flight.sub(done as i64);
+    }
+
+    /// Commits stored offsets now (shutdown).
+    pub fn commit_now(&self) {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {}
+            Err(err) if err.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
+            Err(err) => tracing::warn!(error = %err, "final offset commit failed; some messages will be read again"),
+        }
+    }
+}
+
+/// Reads messages until `stop` turns true; registers each in the tracker and
+/// sends it down `tx` (waiting when the queue is full: backpressure).
+pub(crate) async fn consume(
+    consumer: Arc<KafkaConsumer>,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Record>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_error: Option<(String, Instant)> = None;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let message = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            message = consumer.recv() => message,
+        };
+        let record = match message {
+            Ok(message) => {
+                shared.note_polled();
+                let tp = TopicPartition::new(message.topic(), message.partition());
+                let ticket = shared.tracker().begin(tp, message.offset());
+                shared.metrics.messages_in.inc();
+                shared.metrics.in_flight.inc();
+                Record {
+                    ticket,
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().map(<[u8]>::to_vec),
+                    timestamp_ms: message.timestamp().to_millis(),
+                    received: Instant::now(),
+                }
+            }
+            Err(err) => {
+                if is_max_poll_error(&err) {
+                    shared.note_max_poll_exceeded(&err.to_string());
+                    continue;
+                }
+                shared
+                    .metrics
+                    .client_errors
+                    .with_label_values(&["consumer"])
+                    .inc();
+                // The same error repeats while a broker is away: say it once a
+                // minute.
+                let text = err.to_string();
+                let repeat = last_error
+                    .as_ref()
+                    .is_some_and(|(last, at)| *last == text && at.elapsed() < Duration::from_secs(60));
+                if !repeat {
+                    tracing::warn!(error = %text, topic = %shared.input_topic, "Kafka consumer error (librdkafka retries by itself; if the topic is missing, create it)");
+                    last_error = Some((text, Instant::now()));
+                }
+                continue;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            sent = tx.send(record) => if sent.is_err() { break },
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Per-person history across encounters, for the rules that look beyond one request
+//! (支付疗程, 周期超频次, 重复开药, 分解住院, 频繁就医, 挂床, 追溯码重复).
+//!
+//! # Design
+//! - Keyed by `patn_id`, the Kafka message key, so a person's history lives on the
+//!   instance that owns the person's partition. One [`HistoryStore`] per input
+//!   partition (`fundwatch check` uses partition 0).
+//! - Holds only what active rules need: order lines and encounters younger than the
+//!   pack's retention (the largest `history_days` of its enabled rules); nothing when
+//!   no enabled rule reads history.
+//! - Fed by every evaluated event, after it is evaluated. Within one micro-batch, an
+//!   event sees the events of the same person earlier in the batch, so batching never
+//!   changes the alerts.
+//! - History carried inside a request (earlier encounters in `fsi_encounter_dtos`) is
+//!   used as well and never double counted: a stored line whose (`mdtrt_id`,
+//!   `rx_id`) is also in the request is left out of `history_orders` for that event,
+//!   and storing is an upsert by the same key (a redelivered event changes nothing).
+//! - Out of order: an event older than what is stored is evaluated against all stored
+//!   history; rules count only history up to the event's own service time, so a late
+//!   event is judged as it would have been on time, and alerts already sent for newer
+//!   events are not revised (streaming never retracts).
+//! - Durable: [`durable::DurableHistory`] keeps a write-ahead log of applied events and
+//!   snapshots with the input position they cover; a restarted or new owner loads the
+//!   snapshot, replays the log, and resumes the input from the recorded position.
+//! - Trace codes (药品追溯码) are unique across persons: [`TraceCodes`] is keyed by the
+//!   code, not the person. With several instances the stream must be repartitioned by
+//!   trace code (an internal topic keyed by `drug_trac_codg`) so one owner sees every
+//!   use of a code; see docs/history.md.
+
+mod durable;
+mod store;
+mod tables;
+
+pub use durable::{DurableHistory, HistoryError};
+pub use store::{HistEncounter, HistLine, HistoryStore, PersonHistory, PersonRecord, TraceCodes, TraceUse};
+pub use tables::{HistoryTables, history_tables};

@@ -1,0 +1,256 @@
+//! History as tables for one micro-batch: `history_orders`, `history_encounters`,
+//! `trace_uses` (schemas in `batch::schema`, reference in docs/tables.md).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMillisecondBuilder,
+};
+use fundwatch_rules::Dictionaries;
+
+use super::store::{HistEncounter, HistLine, HistoryStore, TraceUse, encounter_record, line_record};
+use crate::batch::{TableName, table_schema};
+use crate::event::Event;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The three history tables of a batch.
+#[derive(Debug, Clone)]
+pub struct HistoryTables {
+    /// `history_orders`.
+    pub orders: RecordBatch,
+    /// `history_encounters`.
+    pub encounters: RecordBatch,
+    /// `trace_uses`.
+    pub trace_uses: RecordBatch,
+}
+
+#[derive(Default)]
+struct Builders {
+    o_event: Int64Builder,
+    o_patn: StringBuilder,
+    o_mdtrt: StringBuilder,
+    o_rx: StringBuilder,
+    o_code: StringBuilder,
+    o_name: StringBuilder,
+    o_medins: StringBuilder,
+    o_time: TimestampMillisecondBuilder,
+    o_date: Date32Builder,
+    o_cnt: Float64Builder,
+    o_sum: Float64Builder,
+    o_prd: Float64Builder,
+    e_event: Int64Builder,
+    e_patn: StringBuilder,
+    e_mdtrt: StringBuilder,
+    e_medins: StringBuilder,
+    e_setting: Int32Builder,
+    e_med_type: StringBuilder,
+    e_adm: TimestampMillisecondBuilder,
+    e_dscg: TimestampMillisecondBuilder,
+    e_dise: StringBuilder,
+    t_event: Int64Builder,
+    t_mdtrt: StringBuilder,
+    t_rx: StringBuilder,
+    t_code: StringBuilder,
+    t_prev_patn: StringBuilder,
+    t_prev_mdtrt: StringBuilder,
+    t_prev_rx: StringBuilder,
+    t_prev_medins: StringBuilder,
+    t_prev_time: TimestampMillisecondBuilder,
+}
+
+impl Builders {
+    fn line(&mut self, event_idx: u32, patn_id: &str, line: &HistLine) {
+        self.o_event.append_value(i64::from(event_idx));
+        self.o_patn.append_value(patn_id);
+        self.o_mdtrt.append_value(&line.mdtrt_id);
+        self.o_rx.append_value(&line.rx_id);
+        self.o_code.append_value(&line.hilist_code);
+        self.o_name.append_value(&line.hilist_name);
+        self.o_medins.append_value(&line.medins_id);
+        self.o_time.append_option(line.begn_millis);
+        self.o_date
+            .append_option(line.begn_millis.map(|t| t.div_euclid(DAY_MS) as i32));
+        self.o_cnt.append_value(line.cnt);
+        self.o_sum.append_value(line.sumamt);
+        self.o_prd.append_option(line.prd_days);
+    }
+
+    fn encounter(&mut self, event_idx: u32, patn_id: &str, enc: &HistEncounter, setting: Option<i32>) {
+        self.e_event.append_value(i64::from(event_idx));
+        self.e_patn.append_value(patn_id);
+        self.e_mdtrt.append_value(&enc.mdtrt_id);
+        self.e_medins.append_value(&enc.medins_id);
+        self.e_setting.append_option(setting);
+        self.e_med_type.append_value(&enc.med_type);
+        self.e_adm.append_option(enc.adm_millis);
+        self.e_dscg.append_option(enc.dscg_millis);
+        self.e_dise.append_value(&enc.main_dise);
+    }
+
+    fn trace(&mut self, event_idx: u32, mdtrt_id: &str, rx_id: &str, code: &str, prev: &TraceUse) {
+        self.t_event.append_value(i64::from(event_idx));
+        self.t_mdtrt.append_value(mdtrt_id);
+        self.t_rx.append_value(rx_id);
+        self.t_code.append_value(code);
+        self.t_prev_patn.append_value(&prev.patn_id);
+        self.t_prev_mdtrt.append_value(&prev.mdtrt_id);
+        self.t_prev_rx.append_value(&prev.rx_id);
+        self.t_prev_medins.append_value(&prev.medins_id);
+        self.t_prev_time.append_option(prev.millis);
+    }
+
+    fn finish(mut self) -> HistoryTables {
+        let orders: Vec<ArrayRef> = vec![
+            Arc::new(self.o_event.finish()),
+            Arc::new(self.o_patn.finish()),
+            Arc::new(self.o_mdtrt.finish()),
+            Arc::new(self.o_rx.finish()),
+            Arc::new(self.o_code.finish()),
+            Arc::new(self.o_name.finish()),
+            Arc::new(self.o_medins.finish()),
+            Arc::new(self.o_time.finish()),
+            Arc::new(self.o_date.finish()),
+            Arc::new(self.o_cnt.finish()),
+            Arc::new(self.o_sum.finish()),
+            Arc::new(self.o_prd.finish()),
+        ];
+        let encounters: Vec<ArrayRef> = vec![
+            Arc::new(self.e_event.finish()),
+            Arc::new(self.e_patn.finish()),
+            Arc::new(self.e_mdtrt.finish()),
+            Arc::new(self.e_medins.finish()),
+            Arc::new(self.e_setting.finish()),
+            Arc::new(self.e_med_type.finish()),
+            Arc::new(self.e_adm.finish()),
+            Arc::new(self.e_dscg.finish()),
+            Arc::new(self.e_dise.finish()),
+        ];
+        let traces: Vec<ArrayRef> = vec![
+            Arc::new(self.t_event.finish()),
+            Arc::new(self.t_mdtrt.finish()),
+            Arc::new(self.t_rx.finish()),
+            Arc::new(self.t_code.finish()),
+            Arc::new(self.t_prev_patn.finish()),
+            Arc::new(self.t_prev_mdtrt.finish()),
+            Arc::new(self.t_prev_rx.finish()),
+            Arc::new(self.t_prev_medins.finish()),
+            Arc::new(self.t_prev_time.finish()),
+        ];
+        let make = |name, columns| {
+            RecordBatch::try_new(table_schema(name), columns).unwrap_or_else(|err| {
+                panic!("history builder out of sync with schema of {name:?}: {err}")
+            })
+        };
+        HistoryTables {
+            orders: make(TableName::HistoryOrders, orders),
+            encounters: make(TableName::HistoryEncounters, encounters),
+            trace_uses: make(TableName::TraceUses, traces),
+        }
+    }
+}
+
+/// Builds the history tables of `events` from `store` (may be `None`: then only the
+/// batch's own earlier events count as history).
+///
+/// Event *k* of person *p* sees: the stored history of *p* plus the encounters of *p*
+/// in events 0..k of this batch — minus anything its own request carries.
+pub fn history_tables(
+    events: &[&Event],
+    store: Option<&HistoryStore>,
+    dicts: &Dictionaries,
+) -> HistoryTables {
+    let mut b = Builders::default();
+    // Lines and encounters of earlier events in this batch, per person.
+    let mut in_batch: HashMap<&str, (Vec<HistEncounter>, Vec<HistLine>)> = HashMap::new();
+    let mut batch_traces: HashMap<String, TraceUse> = HashMap::new();
+    for (event_idx, event) in events.iter().enumerate() {
+        let event_idx = event_idx as u32;
+        for patient in &event.patients {
+            let area = patient.poolarea.as_str();
+            let own_lines: HashSet<(&str, &str)> = patient
+                .encounters
+                .iter()
+                .flat_map(|e| e.orders.iter().map(move |o| (e.mdtrt_id.as_str(), o.rx_id.as_str())))
+                .collect();
+            let own_encounters: HashSet<&str> =
+                patient.encounters.iter().map(|e| e.mdtrt_id.as_str()).collect();
+            let stored = store.and_then(|s| s.person(&patient.patn_id));
+            let earlier = in_batch.get(patient.patn_id.as_str());
+            let mut seen_lines: HashSet<(String, String)> = HashSet::new();
+            let lines = earlier
+                .into_iter()
+                .flat_map(|(_, l)| l.iter())
+                .chain(stored.into_iter().flat_map(|p| p.lines.iter()));
+            for line in lines {
+                let key = (line.mdtrt_id.as_str(), line.rx_id.as_str());
+                if own_lines.contains(&key)
+                    || !seen_lines.insert((line.mdtrt_id.clone(), line.rx_id.clone()))
+                {
+                    continue;
+                }
+                b.line(event_idx, &patient.patn_id, line);
+            }
+            let mut seen_enc: HashSet<String> = HashSet::new();
+            let encounters = earlier
+                .into_iter()
+                .flat_map(|(e, _)| e.iter())
+                .chain(stored.into_iter().flat_map(|p| p.encounters.iter()));
+            for enc in encounters {
+                if own_encounters.contains(enc.mdtrt_id.as_str())
+                    || !seen_enc.insert(enc.mdtrt_id.clone())
+                {
+                    continue;
+                }
+                let setting = dicts
+                    .lookup("med_mdtrt_type", area, &enc.med_mdtrt_type)
+                    .or_else(|| dicts.lookup("med_type_setting", area, &enc.med_type))
+                    .and_then(|v| v.parse().ok());
+                b.encounter(event_idx, &patient.patn_id, enc, setting);
+            }
+            // Trace codes: an earlier settlement of the same code by a different line.
+            for enc in &patient.encounters {
+                for order in &enc.orders {
+                    for code in &order.trace_codes {
+                        let prev = batch_traces
+                            .get(code)
+                            .or_else(|| store.and_then(|s| s.trace_codes.get(code)));
+                        if let Some(prev) = prev
+                            && (prev.mdtrt_id != enc.mdtrt_id || prev.rx_id != order.rx_id)
+                        {
+                            b.trace(event_idx, &enc.mdtrt_id, &order.rx_id, code, prev);
+                        }
+                    }
+                }
+            }
+        }
+        // This event becomes history for the rest of the batch.
+        for patient in &event.patients {
+            let entry = in_batch.entry(patient.patn_id.as_str()).or_default();
+            for enc in &patient.encounters {
+                entry.0.push(encounter_record(enc));
+                for order in &enc.orders {
+                    entry.1.push(line_record(enc, order));
+                    for code in &order.trace_codes {
+                        let known = store.is_some_and(|s| s.trace_codes.contains_key(code));
+                        if !known {
+                            batch_traces.entry(code.clone()).or_insert_with(|| TraceUse {
+                                patn_id: patient.patn_id.clone(),
+                                mdtrt_id: enc.mdtrt_id.clone(),
+                                rx_id: order.rx_id.clone(),
+                                medins_id: enc.medins_id.clone(),
+                                millis: order
+                                    .drord_begn_date
+                                    .or(enc.adm_date)
+                                    .map(|t| t.and_utc().timestamp_millis()),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    b.finish()
+}

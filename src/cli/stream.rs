@@ -1,0 +1,122 @@
+//! `fundwatch stream --config FILE`: the Kafka pipeline — settlement events from
+//! the input topic, alerts to the alerts topic, undecodable messages to the
+//! dead-letter topic, at least once (docs/kafka.md). Stops on Ctrl-C or SIGTERM
+//! after the alerts of what was read are acknowledged and committed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use fundwatch_connectors::kafka::{StreamConfig, run_pipeline};
+use fundwatch_engine::Clock;
+
+use super::common;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// One JSON object per line (production).
+    Json,
+    /// Human-readable.
+    Text,
+}
+
+/// Arguments of `fundwatch stream`.
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// TOML configuration with a [kafka] table (every key:
+    /// deploy/config/kafka.example.toml); FUNDWATCH_KAFKA_* variables override it.
+    #[arg(long)]
+    config: PathBuf,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "json")]
+    log_format: LogFormat,
+}
+
+/// Runs `fundwatch stream`.
+pub fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    let (kafka, engine_section) = StreamConfig::load(&args.config)?;
+    common::runtime()?.block_on(async move {
+        let engine = common::load_engine(
+            engine_section.kb.as_deref(),
+            engine_section.rules.as_deref(),
+            Clock::Wall,
+        )
+        .await?;
+        let program = engine.program();
+        tracing::info!(
+            brokers = %kafka.brokers,
+            group_id = %kafka.group_id,
+            input_topic = %kafka.input_topic,
+            alerts_topic = %kafka.alerts_topic,
+            dlq_topic = %kafka.dlq_topic,
+            rule_pack = %program.pack().version_label(),
+            kb = %program.kb().id(),
+            "streaming"
+        );
+        eprintln!(
+            "fundwatch stream: {} → {} (dead letters: {}), group {} on {}",
+            kafka.input_topic, kafka.alerts_topic, kafka.dlq_topic, kafka.group_id, kafka.brokers
+        );
+        let report = run_pipeline(engine, kafka, shutdown_signal())
+            .await
+            .context("running the Kafka pipeline")?;
+        tracing::info!(
+            messages = report.messages,
+            done = report.messages_done,
+            alerts = report.alerts,
+            dead_letters = report.dead_letters,
+            abandoned = report.abandoned,
+            "stopped"
+        );
+        eprintln!(
+            "fundwatch stream: stopped after {} messages ({} alerts, {} dead letters; {} left for redelivery)",
+            report.messages, report.alerts, report.dead_letters, report.abandoned
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+// Same as `serve`'s: each command owns its logging set-up.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Ctrl-C, or SIGTERM (what Kubernetes and docker send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing the alerts of messages already read");
+}

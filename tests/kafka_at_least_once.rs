@@ -1,0 +1,287 @@
+//! At-least-once on a real broker (tansu, started by each test):
+//! - a labelled stream (every case of the national pack) gives exactly the alerts
+//!   `Engine::evaluate` gives for the same events — the golden output — and those
+//!   are exactly the cases' labels;
+//! - `kill -9` of the `fundwatch stream` process mid-stream, then a new process:
+//!   every expected alert appears (duplicates allowed, recognisable by `jr_id`);
+//! - a broker restart is survived: events produced after it are alerted.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fundwatch_connectors::kafka::{self, KafkaMetrics, Processor};
+use serde_json::Value;
+use support::broker::Broker;
+use support::{Collector, Topics};
+
+const WAIT: Duration = Duration::from_secs(180);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn labelled_stream_gives_exactly_the_expected_alerts() {
+    let broker = Broker::start();
+    let topics = Topics::named("golden");
+    broker.create_topic(&topics.input, 4).await;
+    broker.create_topic(&topics.alerts, 2).await;
+    broker.create_topic(&topics.dlq, 1).await;
+
+    let engine = support::national_engine().await;
+    let events = support::labelled_events(&engine, 2, "golden");
+    let mut expected = support::expected_alerts(&engine, &events).await;
+    assert!(expected.len() >= 100, "only {} expected alerts", expected.len());
+    // The golden output is the cases' labels, no more, no less.
+    let labels = support::labels_of(&events);
+    let golden_labels: BTreeSet<_> = expected.iter().map(support::label_of).collect();
+    assert_eq!(golden_labels, labels, "Engine::evaluate differs from the case labels");
+
+    let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
+    let config = support::pipeline_config(&broker.bootstrap(), &topics, "golden");
+    let pipeline = kafka::start(Processor::Evaluate(engine), config, KafkaMetrics::new())
+        .expect("pipeline starts");
+    let producer = support::producer(&broker.bootstrap());
+    support::produce(&producer, &topics.input, &events).await;
+
+    let n = events.len() as u64;
+    let metrics = pipeline.metrics().clone();
+    support::wait_until(WAIT, "every message done", || metrics.messages_done.get() >= n).await;
+    let report = pipeline.stop().await.expect("pipeline stops cleanly");
+    assert_eq!(report.messages, n);
+    assert_eq!(report.messages_done, n);
+    assert_eq!(report.dead_letters, 0);
+    assert_eq!(report.abandoned, 0);
+    assert_eq!(report.alerts, expected.len() as u64, "alerts acknowledged");
+
+    let collected = collector
+        .wait_for(
+            WAIT,
+            "every alert on the alerts topic",
+            |c| c.len() >= expected.len(),
+            || broker.log_tail(),
+        )
+        .await;
+    let mut actual: Vec<Value> = collected
+        .iter()
+        .map(|c| {
+            let mut alert = c.json();
+            assert!(alert["emitted_at"].as_str().is_some_and(|t| !t.is_empty()));
+            // Key = fixmedins_code; header = jr_id.
+            assert_eq!(c.key.as_deref(), alert["fixmedins_code"].as_str());
+            assert_eq!(
+                c.headers.get(kafka::JR_ID_HEADER).map(String::as_str),
+                alert["jr_id"].as_str()
+            );
+            support::strip_emitted_at(&mut alert);
+            alert
+        })
+        .collect();
+    let by_id = |v: &Value| v["jr_id"].as_str().unwrap_or_default().to_string();
+    actual.sort_by_key(by_id);
+    expected.sort_by_key(by_id);
+    assert_eq!(actual.len(), expected.len(), "a clean run has no duplicates");
+    for (a, e) in actual.iter().zip(&expected) {
+        assert_eq!(a, e, "stream alert differs from Engine::evaluate");
+    }
+    println!(
+        "golden stream: {n} events → {} alerts, identical to Engine::evaluate and to the {} case labels",
+        actual.len(),
+        labels.len()
+    );
+}
+
+/// A `fundwatch stream` child process, SIGKILLed on drop.
+struct StreamProcess(Child);
+
+impl StreamProcess {
+    fn spawn(config: &std::path::Path, log: &std::path::Path) -> Self {
+        let log = std::fs::File::create(log).expect("child log");
+        let child = Command::new(env!("CARGO_BIN_EXE_fundwatch"))
+            .args(["stream", "--log-format", "text", "--config"])
+            .arg(config)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("starts fundwatch stream");
+        Self(child)
+    }
+
+    /// SIGKILL: no shutdown, no final commit, nothing flushed.
+    fn kill_9(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reaped");
+    }
+}
+
+impl Drop for StreamProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_mid_stream_loses_no_expected_alert() {
+    let broker = Broker::start();
+    let topics = Topics::named("kill");
+    broker.create_topic(&topics.input, 4).await;
+    broker.create_topic(&topics.alerts, 2).await;
+    broker.create_topic(&topics.dlq, 1).await;
+
+    let engine = support::national_engine().await;
+    let events = support::labelled_events(&engine, 8, "kill");
+    let expected = support::expected_alerts(&engine, &events).await;
+    let expected_ids: BTreeSet<String> = expected
+        .iter()
+        .map(|a| a["jr_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let (first, second) = events.split_at(events.len() / 2);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = support::pipeline_config(&broker.bootstrap(), &topics, "kill");
+    // Small batches: the kill lands between many acknowledgements.
+    config.batch.max_events = 16;
+    let config_path = dir.path().join("stream.toml");
+    std::fs::write(&config_path, support::config_toml(&config)).expect("config file");
+    let logs = |n: usize| -> String {
+        (1..=n)
+            .map(|i| {
+                std::fs::read_to_string(dir.path().join(format!("stream-{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+
+    let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
+    let producer = support::producer(&broker.bootstrap());
+    support::produce(&producer, &topics.input, first).await;
+
+    let mut one = StreamProcess::spawn(&config_path, &dir.path().join("stream-1.log"));
+    let some = expected.len() / 8;
+    collector
+        .wait_for(WAIT, "the first process's alerts", |c| c.len() >= some, || logs(1))
+        .await;
+    // The rest of the stream arrives while the process dies.
+    let rest = second.to_vec();
+    let bootstrap = broker.bootstrap();
+    let input = topics.input.clone();
+    let feeding = tokio::spawn(async move {
+        let producer = support::producer(&bootstrap);
+        for chunk in rest.chunks(50) {
+            support::produce(&producer, &input, chunk).await;
+        }
+    });
+    one.kill_9();
+    let at_kill = support::jr_ids(&collector.snapshot()).len();
+    assert!(
+        at_kill < expected_ids.len(),
+        "the kill must land mid-stream ({at_kill} of {} alerts seen)",
+        expected_ids.len()
+    );
+
+    let _two = StreamProcess::spawn(&config_path, &dir.path().join("stream-2.log"));
+    feeding.await.expect("second half produced");
+    let collected = collector
+        .wait_for(
+            WAIT,
+            "every expected alert after the restart",
+            |c| support::jr_ids(c).is_superset(&expected_ids),
+            || format!("{}\n{}", logs(2), broker.log_tail()),
+        )
+        .await;
+
+    // Each jr_id stands for exactly one expected alert; duplicates are
+    // byte-identical apart from emitted_at.
+    let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for c in &collected {
+        let mut alert = c.json();
+        support::strip_emitted_at(&mut alert);
+        by_id
+            .entry(alert["jr_id"].as_str().unwrap_or_default().to_string())
+            .or_default()
+            .push(alert);
+    }
+    let unexpected: Vec<&String> = by_id.keys().filter(|id| !expected_ids.contains(*id)).collect();
+    assert!(unexpected.is_empty(), "alerts nobody expected: {unexpected:?}");
+    for copies in by_id.values() {
+        assert!(copies.windows(2).all(|w| w[0] == w[1]), "a redelivery changed an alert");
+    }
+    let duplicates = collected.len() - by_id.len();
+    println!(
+        "kill -9: {} events, {} expected alerts all delivered; {at_kill} seen before the kill, {duplicates} redelivered duplicates (same jr_id)",
+        events.len(),
+        expected_ids.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_restart_is_survived() {
+    let mut broker = Broker::start();
+    let topics = Topics::named("restart");
+    let create = |broker: &Broker| {
+        let (b, t) = (broker, topics.clone());
+        async move {
+            b.create_topic(&t.input, 2).await;
+            b.create_topic(&t.alerts, 1).await;
+            b.create_topic(&t.dlq, 1).await;
+        }
+    };
+    create(&broker).await;
+
+    let engine = support::national_engine().await;
+    let before = support::labelled_events(&engine, 1, "before");
+    let after = support::labelled_events(&engine, 1, "after");
+    let ids = |alerts: Vec<Value>| -> BTreeSet<String> {
+        alerts
+            .iter()
+            .map(|a| a["jr_id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let expected_before = ids(support::expected_alerts(&engine, &before).await);
+    let expected_after = ids(support::expected_alerts(&engine, &after).await);
+
+    let config = support::pipeline_config(&broker.bootstrap(), &topics, "restart");
+    let pipeline = kafka::start(Processor::Evaluate(engine), config, KafkaMetrics::new())
+        .expect("pipeline starts");
+    {
+        let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
+        let producer = support::producer(&broker.bootstrap());
+        support::produce(&producer, &topics.input, &before).await;
+        collector
+            .wait_for(
+                WAIT,
+                "alerts before the restart",
+                |c| support::jr_ids(c).is_superset(&expected_before),
+                || broker.log_tail(),
+            )
+            .await;
+    }
+
+    // Same port, fresh memory: topics, groups and offsets are gone.
+    broker.restart();
+    create(&broker).await;
+    let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
+    let producer = support::producer(&broker.bootstrap());
+    support::produce(&producer, &topics.input, &after).await;
+    let metrics = pipeline.metrics().clone();
+    collector
+        .wait_for(
+            WAIT,
+            "alerts of events produced after the restart",
+            |c| support::jr_ids(c).is_superset(&expected_after),
+            || format!("{}\n{}", metrics.render(), broker.log_tail()),
+        )
+        .await;
+    assert!(!pipeline.is_finished(), "the pipeline kept running");
+    let report = pipeline.stop().await.expect("pipeline stops cleanly");
+    println!(
+        "broker restart: {} alerts before, {} after; pipeline read {} messages",
+        expected_before.len(),
+        expected_after.len(),
+        report.messages
+    );
+}

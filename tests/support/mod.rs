@@ -1,0 +1,404 @@
+//! Shared by the `tests/kafka_*.rs` end-to-end tests: the broker ([`broker`]), the
+//! national engine, labelled events built from the rule pack's own cases, a
+//! producer, and collectors that read a topic in the background.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+pub mod broker;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fundwatch_connectors::kafka::{KafkaConfig, Setting};
+use fundwatch_engine::{Alert, Clock, Engine, Program, ProgramOptions, decode_event};
+use fundwatch_rules::RulePack;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+/// The national pack and KB compiled into an engine (wall clock, as `stream` runs).
+pub async fn national_engine() -> Engine {
+    let pack = RulePack::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("rule-base/packs/national"))
+        .expect("national pack loads");
+    let kb = fundwatch_kb::national().expect("national KB loads");
+    let program = Program::compile(Arc::new(pack), Arc::new(kb), &ProgramOptions::default())
+        .await
+        .expect("pack compiles");
+    Engine::new(Arc::new(program), Clock::Wall)
+}
+
+/// One input message built from a rule-pack case.
+#[derive(Debug, Clone)]
+pub struct TestEvent {
+    /// Message key: the patient's `patn_id`.
+    pub key: String,
+    /// The national envelope JSON.
+    pub json: Vec<u8>,
+    /// The case's label: (rule_id, sorted violating rx_ids) of each expected alert.
+    pub labels: Vec<(String, Vec<String>)>,
+}
+
+/// Every case of every rule of the engine's pack, `copies` times with distinct
+/// patients (`tag` keeps runs of one test apart), as 3101/3102 envelopes whose
+/// `rule_ids` name the case's rule — so each event's alerts are exactly the
+/// case's expectations, as `fundwatch rules test` checks.
+pub fn labelled_events(engine: &Engine, copies: usize, tag: &str) -> Vec<TestEvent> {
+    let mut out = Vec::new();
+    for copy in 0..copies {
+        for compiled in engine.program().rules() {
+            let rule = &compiled.rule;
+            for (i, case) in rule.cases.iter().enumerate() {
+                let case_id = format!("{}-{}", rule.rule_id, i + 1);
+                let default_scen = rule.trig_scen.first().copied().unwrap_or(1);
+                let mut data = case
+                    .to_event(&case_id, default_scen)
+                    .unwrap_or_else(|err| panic!("case {case_id}: {err}"));
+                let suffix = format!("{tag}-{copy}");
+                data["rule_ids"] = json!([rule.rule_id]);
+                data["task_id"] = json!(format!("{case_id}-{suffix}"));
+                let mut key = String::new();
+                if let Some(patients) = data["patient_dtos"].as_array_mut() {
+                    for patient in patients {
+                        let id = format!("{}-{suffix}", patient["patn_id"].as_str().unwrap_or("P"));
+                        if key.is_empty() {
+                            key = id.clone();
+                        }
+                        patient["patn_id"] = json!(id);
+                    }
+                }
+                let envelope = json!({
+                    "infno": if default_scen >= 4 { "3102" } else { "3101" },
+                    "msgid": format!("MSG-{case_id}-{suffix}"),
+                    "fixmedins_code": format!("H4307960000{}", copy % 3),
+                    "fixmedins_name": "测试医院",
+                    "input": { "data": data },
+                });
+                let labels = case
+                    .expect
+                    .iter()
+                    .map(|e| {
+                        let mut ids = e.rx_ids.clone();
+                        ids.sort();
+                        (rule.rule_id.clone(), ids)
+                    })
+                    .collect();
+                out.push(TestEvent {
+                    key,
+                    json: serde_json::to_vec(&envelope).expect("JSON"),
+                    labels,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// What `Engine::evaluate` gives for `events` (in batches of 256), as JSON
+/// without `emitted_at` — the golden output a stream must reproduce.
+pub async fn expected_alerts(engine: &Engine, events: &[TestEvent]) -> Vec<Value> {
+    let decoded: Vec<_> = events
+        .iter()
+        .map(|e| decode_event(&e.json).expect("test events decode"))
+        .collect();
+    let mut out = Vec::new();
+    for chunk in decoded.chunks(256) {
+        let refs: Vec<_> = chunk.iter().collect();
+        let alerts = engine.evaluate(&refs).await.expect("evaluates");
+        out.extend(alerts.iter().flatten().map(normalise));
+    }
+    out
+}
+
+/// An alert as JSON without the wall-clock `emitted_at`.
+pub fn normalise(alert: &Alert) -> Value {
+    let mut value = serde_json::to_value(alert).expect("alert JSON");
+    strip_emitted_at(&mut value);
+    value
+}
+
+/// Removes `emitted_at` (it differs between two evaluations of the same input).
+pub fn strip_emitted_at(value: &mut Value) {
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("emitted_at");
+    }
+}
+
+/// (rule_id, patn_id, sorted violating rx_ids) of an alert: what a case label names.
+pub fn label_of(alert: &Value) -> (String, String, Vec<String>) {
+    let mut ids: Vec<String> = alert["judge_result_detail_dtos"]
+        .as_array()
+        .map(|details| {
+            details
+                .iter()
+                .filter(|d| d["vola_item_type"] == "1")
+                .filter_map(|d| d["rx_id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    (
+        alert["rule_id"].as_str().unwrap_or_default().to_string(),
+        alert["patn_id"].as_str().unwrap_or_default().to_string(),
+        ids,
+    )
+}
+
+/// The labels of `events`, keyed like [`label_of`].
+pub fn labels_of(events: &[TestEvent]) -> BTreeSet<(String, String, Vec<String>)> {
+    events
+        .iter()
+        .flat_map(|e| {
+            e.labels
+                .iter()
+                .map(|(rule, ids)| (rule.clone(), e.key.clone(), ids.clone()))
+        })
+        .collect()
+}
+
+/// Topic names of one test.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Settlements.
+    pub input: String,
+    /// Alerts.
+    pub alerts: String,
+    /// Dead letters.
+    pub dlq: String,
+}
+
+impl Topics {
+    /// `<name>.in`, `<name>.alerts`, `<name>.dlq`.
+    pub fn named(name: &str) -> Self {
+        Self {
+            input: format!("{name}.in"),
+            alerts: format!("{name}.alerts"),
+            dlq: format!("{name}.dlq"),
+        }
+    }
+}
+
+/// A pipeline configuration for tests: small commit interval, short session (a
+/// killed member's partitions move within seconds).
+pub fn pipeline_config(bootstrap: &str, topics: &Topics, group: &str) -> KafkaConfig {
+    let mut config = KafkaConfig::new(bootstrap);
+    config.group_id = group.to_string();
+    config.input_topic = topics.input.clone();
+    config.alerts_topic = topics.alerts.clone();
+    config.dlq_topic = topics.dlq.clone();
+    config.drain_timeout_ms = 5_000;
+    for (key, value) in [
+        ("auto.commit.interval.ms", "200"),
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+        ("fetch.wait.max.ms", "50"),
+    ] {
+        config.consumer.insert(key.into(), Setting::Text(value.into()));
+    }
+    config
+}
+
+/// The same settings as a `fundwatch stream` TOML file.
+pub fn config_toml(config: &KafkaConfig) -> String {
+    let mut text = format!(
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ninput_topic = \"{}\"\nalerts_topic = \"{}\"\ndlq_topic = \"{}\"\ndrain_timeout_ms = {}\n\n[kafka.batch]\nmax_events = {}\nmax_wait_ms = {}\n\n[kafka.consumer]\n",
+        config.brokers,
+        config.group_id,
+        config.input_topic,
+        config.alerts_topic,
+        config.dlq_topic,
+        config.drain_timeout_ms,
+        config.batch.max_events,
+        config.batch.max_wait_ms,
+    );
+    for (key, value) in &config.consumer {
+        text.push_str(&format!("\"{key}\" = \"{value}\"\n"));
+    }
+    text.push_str("\n[kafka.producer]\n");
+    for (key, value) in &config.producer {
+        text.push_str(&format!("\"{key}\" = \"{value}\"\n"));
+    }
+    text
+}
+
+/// A plain producer for test input.
+pub fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("test producer")
+}
+
+/// Sends `events` to `topic` (key = `patn_id`) and waits for every
+/// acknowledgement.
+pub async fn produce(producer: &FutureProducer, topic: &str, events: &[TestEvent]) {
+    let mut deliveries = Vec::with_capacity(events.len());
+    for event in events {
+        let record = FutureRecord::to(topic).key(&event.key).payload(&event.json);
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(err, _)| err)
+                .expect("test producer queue"),
+        );
+    }
+    for delivery in deliveries {
+        delivery
+            .await
+            .expect("test producer alive")
+            .map_err(|(err, _)| err)
+            .expect("test event delivered");
+    }
+}
+
+/// Sends one raw message (any bytes, or no value) and returns its partition and
+/// offset.
+pub async fn produce_raw(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: Option<&[u8]>,
+) -> (i32, i64) {
+    let mut record = FutureRecord::<str, [u8]>::to(topic).key(key);
+    if let Some(payload) = payload {
+        record = record.payload(payload);
+    }
+    let delivery = producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(err, _)| err)
+        .expect("raw message delivered");
+    (delivery.partition, delivery.offset)
+}
+
+/// A message read by a [`Collector`].
+#[derive(Debug, Clone)]
+pub struct Collected {
+    /// Key as text.
+    pub key: Option<String>,
+    /// Value.
+    pub payload: Vec<u8>,
+    /// Headers as text.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Collected {
+    /// The value as JSON (panics when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.payload).expect("collected message is JSON")
+    }
+}
+
+/// Reads a topic from its start in the background (its own consumer group).
+pub struct Collector {
+    messages: Arc<Mutex<Vec<Collected>>>,
+    task: JoinHandle<()>,
+}
+
+impl Collector {
+    /// Starts reading `topic` on `bootstrap`.
+    pub fn start(bootstrap: &str, topic: &str) -> Self {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("collector-{topic}-{}", std::process::id()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "50")
+            .create()
+            .expect("collector consumer");
+        consumer.subscribe(&[topic]).expect("collector subscribes");
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&messages);
+        let task = tokio::spawn(async move {
+            loop {
+                match consumer.recv().await {
+                    Ok(message) => {
+                        let headers = message
+                            .headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|h| {
+                                        (
+                                            h.key.to_string(),
+                                            String::from_utf8_lossy(h.value.unwrap_or_default())
+                                                .into_owned(),
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let collected = Collected {
+                            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                            payload: message.payload().unwrap_or_default().to_vec(),
+                            headers,
+                        };
+                        sink.lock().expect("collector lock").push(collected);
+                    }
+                    // Broker restarts and rebalances: keep reading.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        Self { messages, task }
+    }
+
+    /// Everything read so far.
+    pub fn snapshot(&self) -> Vec<Collected> {
+        self.messages.lock().expect("collector lock").clone()
+    }
+
+    /// Waits until `condition` holds over what was read, or panics after
+    /// `timeout` naming `what` and showing `context()`.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        condition: impl Fn(&[Collected]) -> bool,
+        context: impl Fn() -> String,
+    ) -> Vec<Collected> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let snapshot = self.snapshot();
+            if condition(&snapshot) {
+                return snapshot;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what} ({} messages read)\n{}",
+                snapshot.len(),
+                context()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Distinct `jr_id`s among collected alerts.
+pub fn jr_ids(collected: &[Collected]) -> BTreeSet<String> {
+    collected
+        .iter()
+        .filter_map(|c| c.json()["jr_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Waits until `condition` holds, or panics after `timeout` naming `what`.
+pub async fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
