@@ -24,9 +24,13 @@ fn kb() -> Arc<fundwatch_kb::KnowledgeBase> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_injected_violation_is_found_and_nothing_else() {
     let (kb, pack) = (kb(), pack());
-    let program = Program::compile(Arc::clone(&pack), Arc::clone(&kb), &ProgramOptions::default())
-        .await
-        .expect("the pack compiles against the KB");
+    let program = Program::compile(
+        Arc::clone(&pack),
+        Arc::clone(&kb),
+        &ProgramOptions::default(),
+    )
+    .await
+    .expect("the pack compiles against the KB");
     let engine = Engine::new(Arc::new(program), Clock::EventTime);
     let config = GeneratorConfig {
         seed: 7,
@@ -38,9 +42,16 @@ async fn every_injected_violation_is_found_and_nothing_else() {
     let uncovered: Vec<String> = generator
         .coverage()
         .iter()
-        .filter_map(|c| c.missing.as_ref().map(|why| format!("{} ({}): {why}", c.rule_id, c.class)))
+        .filter_map(|c| {
+            c.missing
+                .as_ref()
+                .map(|why| format!("{} ({}): {why}", c.rule_id, c.class))
+        })
         .collect();
-    assert!(uncovered.is_empty(), "enabled rules without a recipe: {uncovered:#?}");
+    assert!(
+        uncovered.is_empty(),
+        "enabled rules without a recipe: {uncovered:#?}"
+    );
 
     let mut score = Scorecard::new(10);
     let mut produced = 0;
@@ -66,7 +77,12 @@ async fn every_injected_violation_is_found_and_nothing_else() {
         .rules
         .iter()
         .filter(|r| r.enabled)
-        .filter(|r| score.per_rule().get(&r.rule_id).is_none_or(|s| s.labels == 0))
+        .filter(|r| {
+            score
+                .per_rule()
+                .get(&r.rule_id)
+                .is_none_or(|s| s.labels == 0)
+        })
         .map(|r| r.rule_id.as_str())
         .collect();
     assert!(

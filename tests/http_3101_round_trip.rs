@@ -27,7 +27,14 @@ async fn b1_gets_the_sex_alert_in_the_national_shape_and_it_survives_a_restart()
         .collect();
     assert_eq!(
         keys,
-        ["infcode", "err_msg", "inf_refmsgid", "refmsg_time", "respond_time", "output"]
+        [
+            "infcode",
+            "err_msg",
+            "inf_refmsgid",
+            "refmsg_time",
+            "respond_time",
+            "output"
+        ]
     );
     assert_eq!(reply.body["infcode"], 0);
     assert_eq!(reply.body["err_msg"], "");
@@ -64,9 +71,7 @@ async fn b1_gets_the_sex_alert_in_the_national_shape_and_it_survives_a_restart()
     let jr_id = alert["jr_id"].as_str().expect("jr_id").to_string();
 
     // Stored: readable by encounter and by time, then feedback is attached.
-    let listed = server
-        .get("/api/v1/alerts?mdtrt_id=M0001", KEY_A)
-        .await;
+    let listed = server.get("/api/v1/alerts?mdtrt_id=M0001", KEY_A).await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
     assert!(
         listed.body["alerts"]
@@ -83,31 +88,33 @@ async fn b1_gets_the_sex_alert_in_the_national_shape_and_it_survives_a_restart()
             KEY_A,
         )
         .await;
-    assert_eq!(by_event_time.body["count"], result.len(), "{}", by_event_time.text);
-    let before = server
-        .get("/api/v1/alerts?to=2000-01-01", KEY_A)
-        .await;
+    assert_eq!(
+        by_event_time.body["count"],
+        result.len(),
+        "{}",
+        by_event_time.text
+    );
+    let before = server.get("/api/v1/alerts?to=2000-01-01", KEY_A).await;
     assert_eq!(before.body["count"], 0, "{}", before.text);
 
     let feedback = json!({"infno": "3103", "fixmedins_code": HOSPITAL_A, "msgid": "M-1",
         "input": {"data": {"warn_type": "1", "warns": [
             {"warn_rslt_id": jr_id, "dspo_way": "1", "dspo_way_rea": "医嘱录入错误已另行处理"}]}}});
-    let reply = server
-        .post("/fsi/3103", KEY_A, feedback.to_string())
-        .await;
+    let reply = server.post("/fsi/3103", KEY_A, feedback.to_string()).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["infcode"], 0);
     assert_eq!(reply.body["output"]["accepted"], 1);
 
     server.stop().await;
     let server = Server::real("", dir.path()).await;
-    let one = server
-        .get(&format!("/api/v1/alerts/{jr_id}"), KEY_A)
-        .await;
+    let one = server.get(&format!("/api/v1/alerts/{jr_id}"), KEY_A).await;
     assert_eq!(one.status, StatusCode::OK, "{}", one.text);
     assert_eq!(one.body["rule_id"], "GZ10000301004000");
     assert_eq!(one.body["feedback"][0]["dspo_way"], "1");
-    assert_eq!(one.body["feedback"][0]["dspo_way_rea"], "医嘱录入错误已另行处理");
+    assert_eq!(
+        one.body["feedback"][0]["dspo_way_rea"],
+        "医嘱录入错误已另行处理"
+    );
     assert_eq!(one.body["feedback"][0]["msgid"], "M-1");
     server.stop().await;
 }
@@ -160,8 +167,16 @@ async fn http_gives_the_same_alerts_as_fundwatch_check() {
             Value::Number(n) => n.as_u64().unwrap_or(0) as u8,
             _ => 0,
         };
-        let path = if scenario >= 6 { "/fsi/3102" } else { "/fsi/3101" };
-        let key = if line.contains(HOSPITAL_B) { KEY_B } else { KEY_A };
+        let path = if scenario >= 6 {
+            "/fsi/3102"
+        } else {
+            "/fsi/3101"
+        };
+        let key = if line.contains(HOSPITAL_B) {
+            KEY_B
+        } else {
+            KEY_A
+        };
         (path, key)
     };
     let lines = fixture_lines();
@@ -172,7 +187,11 @@ async fn http_gives_the_same_alerts_as_fundwatch_check() {
         let reply = server.post(path, key, line.clone()).await;
         if reply.status == StatusCode::OK {
             assert_eq!(reply.body["infcode"], 0, "{}", reply.text);
-            assert!(reply.body.get("warn_msg").is_none(), "skipped: {}", reply.text);
+            assert!(
+                reply.body.get("warn_msg").is_none(),
+                "skipped: {}",
+                reply.text
+            );
             sequential.extend(
                 reply.body["output"]["result"]
                     .as_array()
@@ -192,7 +211,10 @@ async fn http_gives_the_same_alerts_as_fundwatch_check() {
     assert_eq!(
         errors,
         [
-            (StatusCode::BAD_REQUEST, "input.data.patient_dtos[0].brdy".to_string()),
+            (
+                StatusCode::BAD_REQUEST,
+                "input.data.patient_dtos[0].brdy".to_string()
+            ),
             (StatusCode::BAD_REQUEST, "$".to_string())
         ]
     );
@@ -285,30 +307,47 @@ async fn bare_data_interfaces_and_scenarios_are_checked() {
 async fn malformed_requests_get_json_errors_naming_the_field() {
     let server = Server::real_in_memory("").await;
 
-    let reply = server.post("/fsi/3101", KEY_A, "{\"input\": {\"data\": ").await;
+    let reply = server
+        .post("/fsi/3101", KEY_A, "{\"input\": {\"data\": ")
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.body["infcode"], -1);
     assert_eq!(reply.field(), "$");
-    assert!(reply.err_msg().starts_with("$: not valid JSON"), "{}", reply.err_msg());
+    assert!(
+        reply.err_msg().starts_with("$: not valid JSON"),
+        "{}",
+        reply.err_msg()
+    );
     assert_eq!(reply.body["inf_refmsgid"].as_str().map(str::len), Some(30));
 
     let reply = server.post("/fsi/3101", KEY_A, "").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    assert!(reply.err_msg().contains("empty body"), "{}", reply.err_msg());
+    assert!(
+        reply.err_msg().contains("empty body"),
+        "{}",
+        reply.err_msg()
+    );
 
     let mut bad: Value = serde_json::from_str(&b1_request()).expect("B.1");
-    bad["input"]["data"]["patient_dtos"][0]["fsi_encounter_dtos"][0]["fsi_order_dtos"][0]
-        ["cnt"] = json!("lots");
+    bad["input"]["data"]["patient_dtos"][0]["fsi_encounter_dtos"][0]["fsi_order_dtos"][0]["cnt"] =
+        json!("lots");
     let reply = server.post("/fsi/3101", KEY_A, bad.to_string()).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
     assert_eq!(
         reply.field(),
         "input.data.patient_dtos[0].fsi_encounter_dtos[0].fsi_order_dtos[0].cnt"
     );
-    assert!(!reply.body["error"]["reason"].as_str().unwrap_or("").is_empty());
+    assert!(
+        !reply.body["error"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty()
+    );
     assert_eq!(reply.body["error"]["value"], "\"lots\"");
 
-    let reply = server.call(Method::GET, "/fsi/3101", Some(KEY_A), None).await;
+    let reply = server
+        .call(Method::GET, "/fsi/3101", Some(KEY_A), None)
+        .await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(reply.field(), "method");
     let reply = server.get("/fsi/3104", KEY_A).await;
@@ -332,7 +371,11 @@ async fn the_served_openapi_is_the_checked_in_document_and_lists_every_route() {
         .expect("docs/openapi.json");
     assert_eq!(reply.text, checked_in);
     let doc: Value = serde_json::from_str(&checked_in).expect("valid JSON");
-    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.0")));
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.0"))
+    );
     for path in [
         "/fsi/3101",
         "/fsi/3102",
@@ -347,7 +390,10 @@ async fn the_served_openapi_is_the_checked_in_document_and_lists_every_route() {
         "/metrics",
         "/openapi.json",
     ] {
-        assert!(doc["paths"].get(path).is_some(), "{path} missing from docs/openapi.json");
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from docs/openapi.json"
+        );
     }
     let health = server.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(health.body["status"], "ok");
@@ -355,6 +401,10 @@ async fn the_served_openapi_is_the_checked_in_document_and_lists_every_route() {
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.body["status"], "ready");
     let metrics = server.call(Method::GET, "/metrics", None, None).await;
-    assert!(metrics.text.contains("fundwatch_http_requests_total"), "{}", metrics.text);
+    assert!(
+        metrics.text.contains("fundwatch_http_requests_total"),
+        "{}",
+        metrics.text
+    );
     server.stop().await;
 }

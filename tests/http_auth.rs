@@ -24,26 +24,41 @@ async fn first_alert(server: &Server) -> String {
 async fn missing_and_wrong_keys_are_401_and_bearer_works() {
     let server = Server::real_in_memory("").await;
     let reply = server
-        .call(Method::POST, "/fsi/3101", None, Some(b1_request().into_bytes()))
+        .call(
+            Method::POST,
+            "/fsi/3101",
+            None,
+            Some(b1_request().into_bytes()),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.body["infcode"], -1);
     assert_eq!(reply.field(), "X-FundWatch-Key");
-    assert!(reply.err_msg().contains("missing API key"), "{}", reply.err_msg());
+    assert!(
+        reply.err_msg().contains("missing API key"),
+        "{}",
+        reply.err_msg()
+    );
     assert!(reply.header("www-authenticate").is_some());
 
     let reply = server
         .post("/fsi/3101", "not-a-configured-key-123", b1_request())
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    assert!(reply.err_msg().contains("not recognised"), "{}", reply.err_msg());
+    assert!(
+        reply.err_msg().contains("not recognised"),
+        "{}",
+        reply.err_msg()
+    );
     let reply = server
         .get("/api/v1/alerts", "not-a-configured-key-123")
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 
     // The same key as a bearer token.
-    let stream = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    let stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -116,7 +131,9 @@ async fn feedback_is_validated_field_by_field_and_all_or_nothing() {
     assert_eq!(reply.body["infcode"], -1);
     assert_eq!(reply.field(), "warns[0].dspo_way_rea");
     assert!(
-        reply.err_msg().starts_with("warns[0].dspo_way_rea: mandatory when dspo_way = 1"),
+        reply
+            .err_msg()
+            .starts_with("warns[0].dspo_way_rea: mandatory when dspo_way = 1"),
         "{}",
         reply.err_msg()
     );
@@ -133,22 +150,37 @@ async fn feedback_is_validated_field_by_field_and_all_or_nothing() {
     let reply = server.post("/fsi/3103", KEY_A, mixed.to_string()).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.field(), "warns[1].warn_rslt_id");
-    assert!(reply.err_msg().contains("JR-unknown"), "{}", reply.err_msg());
+    assert!(
+        reply.err_msg().contains("JR-unknown"),
+        "{}",
+        reply.err_msg()
+    );
     let own = server.get(&format!("/api/v1/alerts/{jr_id}"), KEY_A).await;
     assert_eq!(own.body["feedback"], json!([]));
 
     for (body, field) in [
-        (json!({"warns": [{"warn_rslt_id": jr_id, "dspo_way": "2"}]}), "warn_type"),
+        (
+            json!({"warns": [{"warn_rslt_id": jr_id, "dspo_way": "2"}]}),
+            "warn_type",
+        ),
         (json!({"warn_type": "3", "warns": []}), "warn_type"),
         (json!({"warn_type": "2", "warns": []}), "warns"),
-        (json!({"warn_type": "2", "warns": [{"dspo_way": "2"}]}), "warns[0].warn_rslt_id"),
+        (
+            json!({"warn_type": "2", "warns": [{"dspo_way": "2"}]}),
+            "warns[0].warn_rslt_id",
+        ),
         (
             json!({"warn_type": "2", "warns": [{"warn_rslt_id": jr_id, "dspo_way": "9"}]}),
             "warns[0].dspo_way",
         ),
     ] {
         let reply = server.post("/fsi/3103", KEY_A, body.to_string()).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}: {}", reply.text);
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            reply.text
+        );
         assert_eq!(reply.field(), field, "{body}");
     }
     server.stop().await;
@@ -170,7 +202,11 @@ async fn admin_endpoints_need_the_admin_role_and_are_audit_logged() {
 
     let status = server.get("/api/v1/admin/status", KEY_ADMIN).await;
     assert_eq!(status.status, StatusCode::OK, "{}", status.text);
-    assert!(status.body["rule_pack"].as_str().is_some_and(|p| p.starts_with("national@")));
+    assert!(
+        status.body["rule_pack"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("national@"))
+    );
     let alerts = server
         .get(
             &format!("/api/v1/admin/alerts?fixmedins_code={HOSPITAL_A}&mdtrt_id=M0001"),
@@ -206,15 +242,27 @@ async fn admin_endpoints_need_the_admin_role_and_are_audit_logged() {
     assert_eq!(
         entries,
         [
-            (HOSPITAL_A.to_string(), "GET /api/v1/admin/audit".to_string(), 403),
+            (
+                HOSPITAL_A.to_string(),
+                "GET /api/v1/admin/audit".to_string(),
+                403
+            ),
             ("-".to_string(), "GET /api/v1/admin/status".to_string(), 401),
-            ("ops".to_string(), "GET /api/v1/admin/status".to_string(), 200),
+            (
+                "ops".to_string(),
+                "GET /api/v1/admin/status".to_string(),
+                200
+            ),
             (
                 "ops".to_string(),
                 format!("GET /api/v1/admin/alerts?fixmedins_code={HOSPITAL_A}&mdtrt_id=M0001"),
                 200
             ),
-            ("ops".to_string(), "GET /api/v1/admin/alerts".to_string(), 400),
+            (
+                "ops".to_string(),
+                "GET /api/v1/admin/alerts".to_string(),
+                400
+            ),
         ]
     );
     // The audit log is an append-only file that outlives the process.

@@ -92,8 +92,16 @@ async fn past_the_budget_the_answer_is_an_empty_result_saying_the_check_was_skip
     let reply = server.post("/fsi/3101", KEY_A, b1_request()).await;
     let took = sent.elapsed();
     assert_skipped(&reply, "budget");
-    assert!(reply.body["warn_msg"].as_str().unwrap_or("").contains("100 ms"));
-    assert!(took >= Duration::from_millis(100), "answered before the budget: {took:?}");
+    assert!(
+        reply.body["warn_msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("100 ms")
+    );
+    assert!(
+        took >= Duration::from_millis(100),
+        "answered before the budget: {took:?}"
+    );
     assert!(took < Duration::from_secs(5), "fail-open took {took:?}");
     // The evaluation really was under way.
     assert_eq!(started_rx.try_recv().ok(), Some(1));
@@ -180,9 +188,18 @@ async fn a_full_queue_is_shed_at_once_with_503_and_nothing_hangs() {
     let sent = Instant::now();
     let third = server.post("/fsi/3101", KEY_A, b1_request()).await;
     assert!(sent.elapsed() < Duration::from_secs(1), "shedding waited");
-    assert_eq!(third.status, StatusCode::SERVICE_UNAVAILABLE, "{}", third.text);
+    assert_eq!(
+        third.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        third.text
+    );
     assert_eq!(third.body["infcode"], -1);
-    assert!(third.err_msg().contains("overloaded"), "{}", third.err_msg());
+    assert!(
+        third.err_msg().contains("overloaded"),
+        "{}",
+        third.err_msg()
+    );
     assert_eq!(third.header("retry-after"), Some("1"));
     assert!(third.body["error"]["field"].is_null());
 

@@ -25,7 +25,7 @@ mod recipe;
 mod score;
 mod world;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime};
@@ -140,7 +140,13 @@ pub struct Generator {
     next_target: usize,
     /// Fraction accumulator for the violation share (exact, not random).
     share_acc: f64,
+    /// Trace codes (and their drug) sold on compliant lines of earlier events: what a
+    /// 追溯码重复 injection sells again.
+    trace_pool: VecDeque<(String, u32)>,
 }
+
+/// How many earlier trace codes the generator remembers.
+const TRACE_POOL: usize = 4096;
 
 /// A draft event the recipes and the filler write into.
 #[derive(Debug, Clone)]
@@ -160,6 +166,10 @@ pub(crate) struct Draft {
     pub forbidden_dx: Vec<String>,
     /// No filler line may need a diagnosis.
     pub no_dx_filler: bool,
+    /// Drug prefixes (12 characters) filler lines must not share.
+    pub forbidden_prefixes: Vec<String>,
+    /// Index of the current institution's area in [`world::AREAS`].
+    pub area: usize,
     line_seq: u32,
     rx_seq: u32,
 }
@@ -179,12 +189,7 @@ impl Generator {
             _ => config.start_date,
         };
         let icd = icd_list(&kb);
-        let catalog = Catalog::build(
-            Arc::clone(&kb),
-            &pack.manifest.parameters,
-            start,
-            icd,
-        );
+        let catalog = Catalog::build(Arc::clone(&kb), &pack.manifest.parameters, start, icd);
         if catalog.codes.is_empty() {
             return Err(SyntheticError::EmptyKb(kb.id().to_string()));
         }
@@ -239,6 +244,7 @@ impl Generator {
             recipes: Arc::new(recipes),
             next_target: 0,
             share_acc: 0.0,
+            trace_pool: VecDeque::new(),
         })
     }
 
@@ -318,15 +324,13 @@ impl Generator {
 
     /// A compliant event.
     fn clean_draft(&mut self) -> Draft {
-        let ctx = Need::any()
-            .pick(&mut self.rng)
-            .unwrap_or(Context {
-                sex: context::Sex::Female,
-                band: Band::Adult,
-                insutype: context::Insutype::Employee,
-                setting: Setting::Outpatient,
-                level: 2,
-            });
+        let ctx = Need::any().pick(&mut self.rng).unwrap_or(Context {
+            sex: context::Sex::Female,
+            band: Band::Adult,
+            insutype: context::Insutype::Employee,
+            setting: Setting::Outpatient,
+            level: 2,
+        });
         let scens = ctx.setting.scenarios();
         let scen = scens[self.rng.random_range(0..scens.len())];
         let mut draft = self.draft(ctx, scen);
@@ -341,9 +345,14 @@ impl Generator {
     /// diagnoses and no lines yet.
     pub(crate) fn draft(&mut self, ctx: Context, scen: u8) -> Draft {
         let rng = &mut self.rng;
-        let day = self.start + Duration::days(rng.random_range(0..i64::from(self.config.span_days.max(1))));
-        let time = NaiveTime::from_hms_opt(rng.random_range(8..18), rng.random_range(0..60), rng.random_range(0..60))
-            .unwrap_or_default();
+        let day = self.start
+            + Duration::days(rng.random_range(0..i64::from(self.config.span_days.max(1))));
+        let time = NaiveTime::from_hms_opt(
+            rng.random_range(8..18),
+            rng.random_range(0..60),
+            rng.random_range(0..60),
+        )
+        .unwrap_or_default();
         let service = day.and_time(time);
         let area = rng.random_range(0..AREAS.len());
         let institution: Institution = match ctx.setting {
@@ -368,8 +377,10 @@ impl Generator {
         let (adm, dscg) = match ctx.setting {
             Setting::Inpatient => {
                 let stay = rng.random_range(0..=6);
-                let adm = (day - Duration::days(stay))
-                    .and_time(NaiveTime::from_hms_opt(rng.random_range(7..12), rng.random_range(0..60), 0).unwrap_or_default());
+                let adm = (day - Duration::days(stay)).and_time(
+                    NaiveTime::from_hms_opt(rng.random_range(7..12), rng.random_range(0..60), 0)
+                        .unwrap_or_default(),
+                );
                 let adm = adm.min(service);
                 let dscg = matches!(scen, 8 | 9).then(|| service + Duration::minutes(10));
                 (adm, dscg)
@@ -403,6 +414,8 @@ impl Generator {
             rows_used: Vec::new(),
             forbidden_dx: Vec::new(),
             no_dx_filler: false,
+            forbidden_prefixes: Vec::new(),
+            area,
             line_seq: 0,
             rx_seq: 0,
         };
@@ -422,7 +435,10 @@ impl Generator {
             if forbidden(&draft.forbidden_dx, code) {
                 continue;
             }
-            draft.current.diagnoses.push((code.to_string(), name.to_string()));
+            draft
+                .current
+                .diagnoses
+                .push((code.to_string(), name.to_string()));
             return;
         }
     }
@@ -430,7 +446,10 @@ impl Generator {
     /// Re-checks background diagnoses against the draft's forbidden prefixes.
     pub(crate) fn enforce_forbidden_dx(&mut self, draft: &mut Draft) {
         let forbidden_list = draft.forbidden_dx.clone();
-        draft.current.diagnoses.retain(|(c, _)| !forbidden(&forbidden_list, c));
+        draft
+            .current
+            .diagnoses
+            .retain(|(c, _)| !forbidden(&forbidden_list, c));
         if draft.current.diagnoses.is_empty() {
             self.add_background_diagnosis(draft);
         }
@@ -467,6 +486,7 @@ impl Generator {
             pric,
             begn,
             curr,
+            trace_codes: Vec::new(),
         };
         let dx_needs = info.need.dx.clone();
         match history {
@@ -526,6 +546,10 @@ impl Generator {
     /// Whether `idx` can join the draft as a compliant filler line.
     fn fits(&self, draft: &Draft, idx: u32) -> bool {
         let info = self.catalog.code(idx);
+        // Operations belong to stays.
+        if info.surgery_group.is_some() && draft.ctx.setting != Setting::Inpatient {
+            return false;
+        }
         if draft.used.contains(&idx) || draft.used.iter().any(|u| self.catalog.conflicts(*u, idx)) {
             return false;
         }
@@ -534,7 +558,19 @@ impl Generator {
         {
             return false;
         }
-        if info.counted_rows.iter().any(|r| draft.rows_used.contains(r)) {
+        if info
+            .counted_rows
+            .iter()
+            .any(|r| draft.rows_used.contains(r))
+        {
+            return false;
+        }
+        if info.kind == Kind::Drug
+            && draft
+                .forbidden_prefixes
+                .iter()
+                .any(|p| info.code.starts_with(p.as_str()))
+        {
             return false;
         }
         if !info.need.dx.is_empty() {
@@ -564,6 +600,10 @@ impl Generator {
         } else {
             0
         };
+        // At least one line is today's: a stay's requests always carry the orders
+        // being entered (the stay "as the request sees it" ends at its last line).
+        let today_lines = |d: &Draft| d.current.orders.iter().filter(|o| o.curr).count();
+        let mut context_added = 0;
         for (list, n) in [(&pool.drugs, drugs), (&pool.items, items)] {
             let mut added = 0;
             for _ in 0..n * 4 {
@@ -574,15 +614,127 @@ impl Generator {
                 if !self.fits(draft, idx) {
                     continue;
                 }
-                let (time, curr) = if added < context_lines && draft.current.adm.date() < draft.service.date() {
-                    let earlier = draft.current.adm + Duration::minutes(self.rng.random_range(30..240));
+                let as_context = context_added < context_lines
+                    && draft.current.adm.date() < draft.service.date()
+                    && (today_lines(draft) > 0 || context_added + 1 < drugs + items);
+                let (time, curr) = if as_context {
+                    context_added += 1;
+                    let earlier =
+                        draft.current.adm + Duration::minutes(self.rng.random_range(30..240));
                     (earlier.min(draft.service - Duration::days(1)), false)
                 } else {
-                    (draft.service + Duration::minutes(self.rng.random_range(0..10)), true)
+                    (
+                        draft.service + Duration::minutes(self.rng.random_range(0..10)),
+                        true,
+                    )
                 };
                 let cnt = self.clean_count(idx);
-                self.add_line(draft, None, idx, cnt, time, None, curr);
+                let rx = self.add_line(draft, None, idx, cnt, time, None, curr);
+                // Boxes are scanned (药品追溯码) when they are dispensed and settled.
+                if curr
+                    && matches!(draft.scen, 6 | 7 | 10)
+                    && self.catalog.code(idx).kind == Kind::Drug
+                {
+                    self.attach_trace_codes(draft, &rx, idx, cnt);
+                }
                 added += 1;
+            }
+        }
+    }
+
+    /// Gives line `rx_id` one new trace code per box and remembers them.
+    fn attach_trace_codes(&mut self, draft: &mut Draft, rx_id: &str, idx: u32, cnt: f64) {
+        let Some(order) = draft.current.orders.iter_mut().find(|o| o.rx_id == rx_id) else {
+            return;
+        };
+        let boxes = (cnt.ceil() as u32).max(1);
+        for b in 0..boxes {
+            // 20 digits, unique per (seed, event, line, box).
+            let code = format!(
+                "8{:04}{:010}{:03}{:02}",
+                self.config.seed % 10_000,
+                self.seq % 10_000_000_000,
+                draft.rx_seq % 1000,
+                b % 100
+            );
+            order.trace_codes.push(code.clone());
+            if self.trace_pool.len() >= TRACE_POOL {
+                self.trace_pool.pop_front();
+            }
+            self.trace_pool.push_back((code, idx));
+        }
+    }
+
+    /// A trace code sold by an earlier event, with its drug, taken out of the pool.
+    pub(crate) fn take_trace_code(&mut self) -> Option<(String, u32)> {
+        if self.trace_pool.is_empty() {
+            return None;
+        }
+        let i = self.rng.random_range(0..self.trace_pool.len());
+        self.trace_pool.remove(i)
+    }
+
+    /// Adds up to `n` compliant lines of `kind` (no diagnosis needed) to history
+    /// encounter `h`, compliant in `ctx`.
+    pub(crate) fn fill_history(
+        &mut self,
+        draft: &mut Draft,
+        h: usize,
+        ctx: Context,
+        kind: Kind,
+        n: usize,
+    ) {
+        let pool = self.catalog.pool(&ctx);
+        let list = match kind {
+            Kind::Drug => &pool.drugs,
+            _ => &pool.items,
+        };
+        let mut added = 0;
+        for _ in 0..n * 4 {
+            if added >= n || list.is_empty() {
+                break;
+            }
+            let idx = list[self.rng.random_range(0..list.len())];
+            if !self.fits(draft, idx) || !self.catalog.code(idx).need.dx.is_empty() {
+                continue;
+            }
+            let when = draft.history[h].adm + Duration::minutes(self.rng.random_range(10..120));
+            let cnt = self.clean_count(idx);
+            self.add_line(draft, Some(h), idx, cnt, when, None, false);
+            added += 1;
+        }
+    }
+
+    /// A background diagnosis whose ICD-10 category (3 characters) is none of
+    /// `exclude`'s.
+    pub(crate) fn other_diagnosis(&mut self, exclude: &[String]) -> (String, String) {
+        let cat = |c: &str| c.chars().take(3).collect::<String>();
+        let excluded: Vec<String> = exclude.iter().map(|c| cat(c)).collect();
+        let options: Vec<&(&str, &str)> = COMMON_DIAGNOSES
+            .iter()
+            .filter(|(c, _)| !excluded.contains(&cat(c)))
+            .collect();
+        let (code, name) = options
+            .get(self.rng.random_range(0..options.len().max(1)))
+            .copied()
+            .copied()
+            .unwrap_or(COMMON_DIAGNOSES[0]);
+        (code.to_string(), name.to_string())
+    }
+
+    /// Another institution of the draft's area: a hospital (of a random level) or,
+    /// for `Setting::Pharmacy`, a pharmacy.
+    pub(crate) fn other_institution(&mut self, draft: &Draft, setting: Setting) -> Institution {
+        match setting {
+            Setting::Pharmacy => self
+                .institutions
+                .pharmacy(&mut self.rng, draft.area)
+                .clone(),
+            _ => {
+                let level = self.rng.random_range(1..=3);
+                self.institutions
+                    .hospital(&mut self.rng, draft.area, level)
+                    .clone()
             }
         }
     }
@@ -591,9 +743,13 @@ impl Generator {
     pub(crate) fn clean_count(&mut self, idx: u32) -> f64 {
         let info = self.catalog.code(idx);
         match (info.kind, info.per_day, info.hourly) {
-            (_, Some(limit), true) => f64::from(self.rng.random_range(1..=(limit.min(12.0) as u32).max(1))),
+            (_, Some(limit), true) => {
+                f64::from(self.rng.random_range(1..=(limit.min(12.0) as u32).max(1)))
+            }
             (_, Some(_), false) => 1.0,
-            (Kind::Drug, None, _) if info.periodic.is_none() => f64::from(self.rng.random_range(1..=3u32)),
+            (Kind::Drug, None, _) if info.periodic.is_none() => {
+                f64::from(self.rng.random_range(1..=3u32))
+            }
             _ => 1.0,
         }
     }
@@ -633,7 +789,15 @@ impl Generator {
                 continue;
             }
             let cnt = self.clean_count(idx);
-            self.add_line(draft, Some(h), idx, cnt, day + Duration::minutes(5), None, false);
+            self.add_line(
+                draft,
+                Some(h),
+                idx,
+                cnt,
+                day + Duration::minutes(5),
+                None,
+                false,
+            );
             added += 1;
         }
         if added == 0 {
@@ -667,7 +831,19 @@ impl Generator {
         enc.adm = adm;
         enc.dscg = Some(dscg);
         enc.orders = Vec::new();
-        enc.diagnoses = draft.current.diagnoses.iter().take(1).cloned().collect();
+        enc.diagnoses = if setting == Setting::Inpatient {
+            // An earlier stay for another disease: the same disease shortly before
+            // would be a split stay (分解住院), which only its own recipe makes.
+            let current: Vec<String> = draft
+                .current
+                .diagnoses
+                .iter()
+                .map(|(c, _)| c.clone())
+                .collect();
+            vec![self.other_diagnosis(&current)]
+        } else {
+            draft.current.diagnoses.iter().take(1).cloned().collect()
+        };
         draft.history.push(enc);
         draft.history.len() - 1
     }

@@ -204,6 +204,11 @@ impl KbStore {
         self.root.join(id)
     }
 
+    /// A version id names one directory under the root, never a path.
+    fn is_plain_id(id: &str) -> bool {
+        !id.is_empty() && !id.starts_with('.') && !id.contains(['/', '\\'])
+    }
+
     /// Saves `kb` as `<root>/<id>/`. Returns the directory. Saving the same
     /// content again returns the existing directory; a different content under
     /// the same id is refused.
@@ -241,7 +246,7 @@ impl KbStore {
             return national();
         }
         let dir = self.path_of(id);
-        if !dir.join(MANIFEST_FILE).is_file() {
+        if !Self::is_plain_id(id) || !dir.join(MANIFEST_FILE).is_file() {
             return Err(self.not_found(id));
         }
         let read = |name: &str| -> Result<Bytes, KbError> {
@@ -287,7 +292,7 @@ impl KbStore {
             return Ok(national()?.manifest().clone());
         }
         let dir = self.path_of(id);
-        if !dir.join(MANIFEST_FILE).is_file() {
+        if !Self::is_plain_id(id) || !dir.join(MANIFEST_FILE).is_file() {
             return Err(self.not_found(id));
         }
         read_manifest(&dir)

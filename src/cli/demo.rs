@@ -3,8 +3,8 @@
 //! alerts in an NDJSON file, with a live summary scored against the labels.
 //!
 //! ```text
-//! generator thread ──(JSON bytes + labels, bounded channel)──▶ decode ─▶ micro-batch
-//!   (seeded, paced by --rate)                                  (N events or 50 ms)
+//! generator thread: event JSON ─▶ decode ──(bounded channel)──▶ micro-batch
+//!   (seeded, paced by --rate)        (real decoder, from bytes)      (N events or 50 ms)
 //!        ─▶ Engine::evaluate ─▶ alerts → NDJSON file, scorecard, latency histograms
 //! ```
 //!
@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use fundwatch_connectors::file::NdjsonSink;
-use fundwatch_connectors::synthetic::{Generator, GeneratorConfig, Label, Scorecard, SyntheticEvent};
+use fundwatch_connectors::synthetic::{
+    Generator, GeneratorConfig, Label, Scorecard, SyntheticEvent,
+};
 use fundwatch_engine::{Clock, Engine, Event, decode_event};
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
@@ -76,7 +78,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("unknown duration unit `{other}` in `{text}`: use s, m or h")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{text}`: use s, m or h"
+            ));
+        }
     };
     if !seconds.is_finite() || seconds <= 0.0 {
         return Err(format!("the duration `{text}` must be positive"));
@@ -84,9 +90,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-/// A generated event on its way to the engine.
+/// A generated event on its way to the engine: its JSON, and what the real decoder
+/// made of those bytes (decoding runs on the producer thread, off the engine's path).
 struct Generated {
     event: SyntheticEvent,
+    decoded: Result<Event, fundwatch_engine::DecodeError>,
 }
 
 /// A decoded event waiting in the micro-batch, with its labels.
@@ -167,12 +175,14 @@ impl Run {
             .per_event_cost
             .saturating_record((micros(took) / n.max(1)).max(1));
         for p in pending.iter() {
-            self.latency.event.saturating_record(micros(done - p.entered));
+            self.latency
+                .event
+                .saturating_record(micros(done - p.entered));
         }
         self.events += n;
         self.batches += 1;
         pending.clear();
-        if self.batches % 64 == 0 {
+        if self.batches.is_multiple_of(64) {
             self.score.compact();
         }
         Ok(())
@@ -346,7 +356,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     eprintln!("fundwatch demo: loading the knowledge base and compiling the rule pack …");
-    let engine = common::load_engine(args.kb.as_deref(), args.rules.as_deref(), Clock::Wall).await?;
+    let engine =
+        common::load_engine(args.kb.as_deref(), args.rules.as_deref(), Clock::Wall).await?;
     let program = Arc::clone(engine.program());
     let config = GeneratorConfig {
         seed: args.seed,
@@ -365,7 +376,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     for cov in generator.coverage() {
         if let Some(why) = &cov.missing {
-            eprintln!("  warning: no violations injected for {} ({}): {why}", cov.rule_id, cov.class);
+            eprintln!(
+                "  warning: no violations injected for {} ({}): {why}",
+                cov.rule_id, cov.class
+            );
         }
     }
 
@@ -398,7 +412,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                         }
                     }
                     let event = generator.next_event();
-                    if tx.blocking_send(Generated { event }).is_err() {
+                    let decoded = decode_event(&event.json);
+                    if tx.blocking_send(Generated { event, decoded }).is_err() {
                         break;
                     }
                     sent += 1;
@@ -436,9 +451,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut interrupted = false;
 
     loop {
-        let flush_at = pending
-            .first()
-            .map_or(deadline, |p| tokio::time::Instant::from_std(p.entered + max_wait));
+        let flush_at = pending.first().map_or(deadline, |p| {
+            tokio::time::Instant::from_std(p.entered + max_wait)
+        });
         tokio::select! {
             biased;
             _ = &mut ctrl_c => { interrupted = true; break; }
@@ -447,13 +462,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 run.flush(&mut pending).await?;
             }
             msg = rx.recv(), if pending.len() < args.batch => {
-                let Some(Generated { event }) = msg else { break };
+                let Some(Generated { event, decoded }) = msg else { break };
                 if let Some(out) = events_out.as_mut() {
                     out.write_all(&event.json)
                         .and_then(|()| out.write_all(b"\n"))
                         .context("writing --events-out")?;
                 }
-                match decode_event(&event.json) {
+                match decoded {
                     Ok(decoded) => pending.push(Pending {
                         entered: Instant::now(),
                         event: decoded,

@@ -87,7 +87,15 @@ pub fn run(cmd: KbCommand) -> anyhow::Result<ExitCode> {
             author,
             notes,
             files,
-        } => import(data, store(root), base, effective_from, author, notes, files),
+        } => import(
+            data,
+            store(root),
+            base,
+            effective_from,
+            author,
+            notes,
+            files,
+        ),
         KbCommand::List { root } => list(&store(root)),
         KbCommand::Show { version, root } => show(&store(root), &version),
         KbCommand::Diff { a, b, root, limit } => diff(&store(root), &a, &b, limit),
@@ -111,12 +119,18 @@ fn import(
         progress: Some(Arc::new(|line: &str| eprintln!("[kb] {line}"))),
     };
     let base_kb = match &base {
-        Some(id) => Some(store.load(id).with_context(|| format!("while loading the base version {id}"))?),
+        Some(id) => Some(
+            store
+                .load(id)
+                .with_context(|| format!("while loading the base version {id}"))?,
+        ),
         None => None,
     };
     let kb = if files.is_empty() {
         if base_kb.is_some() {
-            anyhow::bail!("--base needs FILES to add; without FILES the full national set is imported from --data");
+            anyhow::bail!(
+                "--base needs FILES to add; without FILES the full national set is imported from --data"
+            );
         }
         eprintln!("[kb] importing the national set from {}", data.display());
         fundwatch_kb::import_national(&data, &options)
@@ -165,7 +179,10 @@ fn list(store: &KbStore) -> anyhow::Result<ExitCode> {
         );
     }
     if rows.len() == 1 {
-        eprintln!("(no versions under {}; `fundwatch kb import` makes one)", store.root.display());
+        eprintln!(
+            "(no versions under {}; `fundwatch kb import` makes one)",
+            store.root.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -189,15 +206,25 @@ fn show(store: &KbStore, version: &str) -> anyhow::Result<ExitCode> {
         m.counts.icd10,
         m.counts.icd9,
         if m.counts.unresolved_supersedes > 0 {
-            format!(", {} unresolved supersede links", m.counts.unresolved_supersedes)
+            format!(
+                ", {} unresolved supersede links",
+                m.counts.unresolved_supersedes
+            )
         } else {
             String::new()
         }
     );
     println!("\nsources:");
-    println!("  {:<40} {:<16} {:>10} {:>6} {:>7}  rule classes (points)", "file", "batch", "published", "rows", "skipped");
+    println!(
+        "  {:<40} {:<16} {:>10} {:>6} {:>7}  rule classes (points)",
+        "file", "batch", "published", "rows", "skipped"
+    );
     for s in &m.sources {
-        let classes: Vec<String> = s.rule_classes.iter().map(|(c, n)| format!("{c} {}", n.points)).collect();
+        let classes: Vec<String> = s
+            .rule_classes
+            .iter()
+            .map(|(c, n)| format!("{c} {}", n.points))
+            .collect();
         println!(
             "  {:<40} {:<16} {:>10} {:>6} {:>7}  {}",
             s.file,
@@ -216,7 +243,14 @@ fn show(store: &KbStore, version: &str) -> anyhow::Result<ExitCode> {
     for (class, c) in &m.counts.by_rule_class {
         println!(
             "  {:<28} {:>6} {:>6} {:>10} {:>9} {:>8} {:>8} {:>8}",
-            class, c.points, c.codes, c.superseded, c.with_condition, c.dx_decidable, c.needs_evidence, c.fully_decidable
+            class,
+            c.points,
+            c.codes,
+            c.superseded,
+            c.with_condition,
+            c.dx_decidable,
+            c.needs_evidence,
+            c.fully_decidable
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -224,7 +258,9 @@ fn show(store: &KbStore, version: &str) -> anyhow::Result<ExitCode> {
 
 fn diff(store: &KbStore, a: &str, b: &str, limit: usize) -> anyhow::Result<ExitCode> {
     let load = |id: &str| -> anyhow::Result<KnowledgeBase> {
-        store.load(id).with_context(|| format!("while loading {id}"))
+        store
+            .load(id)
+            .with_context(|| format!("while loading {id}"))
     };
     let (ka, kb) = (load(a)?, load(b)?);
     let d = fundwatch_kb::diff(&ka, &kb);
@@ -243,11 +279,18 @@ fn diff(store: &KbStore, a: &str, b: &str, limit: usize) -> anyhow::Result<ExitC
     if d.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    println!("\n  {:<28} {:>6} {:>8} {:>8}", "rule class", "added", "removed", "changed");
+    println!(
+        "\n  {:<28} {:>6} {:>8} {:>8}",
+        "rule class", "added", "removed", "changed"
+    );
     for (class, (added, removed, changed)) in d.by_rule_class() {
         println!("  {class:<28} {added:>6} {removed:>8} {changed:>8}");
     }
-    for (title, list) in [("added", &d.added), ("removed", &d.removed), ("changed", &d.changed)] {
+    for (title, list) in [
+        ("added", &d.added),
+        ("removed", &d.removed),
+        ("changed", &d.changed),
+    ] {
         if list.is_empty() {
             continue;
         }

@@ -11,10 +11,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use fundwatch_connectors::http::store::AlertStore;
 use fundwatch_connectors::http::{
     Authenticator, Evaluator, MemoryStore, NdjsonStore, ServeConfig, Service,
 };
-use fundwatch_connectors::http::store::AlertStore;
 use fundwatch_engine::{Clock, Engine, Program, ProgramOptions};
 use fundwatch_rules::RulePack;
 use http_body_util::{BodyExt, Full};
@@ -113,7 +113,9 @@ impl Server {
     ) -> Self {
         let (config, auth) = config(extra_config);
         let service = Service::new(&config.http, auth, evaluator, store).expect("service");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(service.serve(listener, async {
@@ -134,7 +136,12 @@ impl Server {
 
     /// The real engine with a memory store.
     pub async fn real_in_memory(extra_config: &str) -> Self {
-        Self::start(extra_config, Arc::new(engine()), Arc::new(MemoryStore::new())).await
+        Self::start(
+            extra_config,
+            Arc::new(engine()),
+            Arc::new(MemoryStore::new()),
+        )
+        .await
     }
 
     /// Stops accepting, finishes requests in flight and waits for the server task.
@@ -165,7 +172,8 @@ impl Server {
 
     /// `POST path` with `body` as the given key.
     pub async fn post(&self, path: &str, key: &str, body: impl Into<Vec<u8>>) -> Reply {
-        self.call(Method::POST, path, Some(key), Some(body.into())).await
+        self.call(Method::POST, path, Some(key), Some(body.into()))
+            .await
     }
 
     /// `GET path` as the given key.

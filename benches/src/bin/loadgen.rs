@@ -162,7 +162,7 @@ struct Plan {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if !args.saturate && !(args.rate > 0.0) {
+    if !args.saturate && (args.rate.is_nan() || args.rate <= 0.0) {
         bail!("--rate must be positive (or use --saturate)");
     }
     let body = match &args.body {
@@ -377,12 +377,20 @@ fn report(plan: &Plan, stats: &Stats) {
             pct(h, 0.9),
             pct(h, 0.99),
             pct(h, 0.999),
-            if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 }
+            if h.is_empty() {
+                0.0
+            } else {
+                h.max() as f64 / 1000.0
+            }
         );
     };
     println!(
         "{} {} for {:.0} s ({:.0} s warm-up), {} connections, {}:",
-        if args.saturate { "saturation" } else { "fixed rate" },
+        if args.saturate {
+            "saturation"
+        } else {
+            "fixed rate"
+        },
         if args.saturate {
             String::new()
         } else {
@@ -457,7 +465,11 @@ fn inpatient_request(n_orders: usize) -> Value {
             continue;
         };
         let current = patient["curr_mdtrt_id"].clone();
-        for encounter in patient["fsi_encounter_dtos"].as_array().into_iter().flatten() {
+        for encounter in patient["fsi_encounter_dtos"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             if encounter["mdtrt_id"] != current {
                 continue;
             }
@@ -467,7 +479,11 @@ fn inpatient_request(n_orders: usize) -> Value {
                     pool.push(order.clone());
                 }
             }
-            for diagnosis in encounter["fsi_diagnose_dtos"].as_array().into_iter().flatten() {
+            for diagnosis in encounter["fsi_diagnose_dtos"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 if let Some(code) = diagnosis["dise_codg"].as_str()
                     && diagnoses.len() < 4
                     && !diagnoses.iter().any(|d| d == code)
@@ -486,8 +502,14 @@ fn inpatient_request(n_orders: usize) -> Value {
             if let Some(obj) = order.as_object_mut() {
                 obj.insert("rx_id".into(), json!(format!("RX-{:03}", i + 1)));
                 obj.insert("rxno".into(), json!(format!("IP2025061400{:05}", i + 1)));
-                obj.insert("long_drord_flag".into(), json!(if i % 2 == 0 { "1" } else { "0" }));
-                obj.insert("curr_drord_flag".into(), json!(if current { "1" } else { "0" }));
+                obj.insert(
+                    "long_drord_flag".into(),
+                    json!(if i % 2 == 0 { "1" } else { "0" }),
+                );
+                obj.insert(
+                    "curr_drord_flag".into(),
+                    json!(if current { "1" } else { "0" }),
+                );
                 obj.insert(
                     "drord_begn_date".into(),
                     json!(if current {
@@ -511,28 +533,32 @@ fn inpatient_request(n_orders: usize) -> Value {
                    "dise_codg": code, "dise_date": "2025-05-04 11:00:00"})
         })
         .collect();
+    // Built in parts: one json! this deep exceeds the macro recursion limit.
+    let encounter = json!({
+        "mdtrt_id": "M0001", "medins_id": "H43079600001", "medins_admdvs": "430796",
+        "medins_type": "A", "medins_lv": "3", "adm_date": "2025-05-04 10:59:45",
+        "dscg_date": null, "dscg_main_dise_codg": "M10.002",
+        "dscg_main_dise_name": "痛风性关节炎", "med_mdtrt_type": "2", "med_type": "21",
+        "matn_stas": "0", "insutype": "390",
+        "fsi_diagnose_dtos": diagnoses,
+        "fsi_operation_dtos": [],
+        "fsi_order_dtos": orders
+    });
+    let patient = json!({
+        "patn_id": "P0001", "patn_name": "患者甲", "gend": "1", "brdy": "1951-08-27",
+        "poolarea": "430796", "curr_mdtrt_id": "M0001",
+        "fsi_encounter_dtos": [encounter]
+    });
+    let data = json!({
+        "syscode": "IMS", "task_id": "T-LOAD", "trig_scen": "4", "rule_ids": [],
+        "patient_dtos": [patient]
+    });
     json!({
         "infno": "3101", "msgid": "H43079600001202506141427240001",
         "mdtrtarea_admvs": "430799", "insuplc_admdvs": "430796", "recer_sys_code": "IMS",
         "infver": "V1.0", "opter_type": "1", "opter": "D430796000001", "opter_name": "医生A",
         "inf_time": "2025-06-14 14:27:24", "fixmedins_code": "H43079600001",
         "fixmedins_name": "示例医院", "sign_no": "",
-        "input": {"data": {
-            "syscode": "IMS", "task_id": "T-LOAD", "trig_scen": "4", "rule_ids": [],
-            "patient_dtos": [{
-                "patn_id": "P0001", "patn_name": "患者甲", "gend": "1", "brdy": "1951-08-27",
-                "poolarea": "430796", "curr_mdtrt_id": "M0001",
-                "fsi_encounter_dtos": [{
-                    "mdtrt_id": "M0001", "medins_id": "H43079600001", "medins_admdvs": "430796",
-                    "medins_type": "A", "medins_lv": "3", "adm_date": "2025-05-04 10:59:45",
-                    "dscg_date": null, "dscg_main_dise_codg": "M10.002",
-                    "dscg_main_dise_name": "痛风性关节炎", "med_mdtrt_type": "2", "med_type": "21",
-                    "matn_stas": "0", "insutype": "390",
-                    "fsi_diagnose_dtos": diagnoses,
-                    "fsi_operation_dtos": [],
-                    "fsi_order_dtos": orders
-                }]
-            }]
-        }}
+        "input": {"data": data}
     })
 }

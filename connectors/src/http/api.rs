@@ -51,14 +51,18 @@ pub(crate) async fn alert(
     Path(jr_id): Path<String>,
 ) -> Result<Json<AlertRecord>, ApiError> {
     let institution = state.institution(&headers)?;
-    state.store.get(&institution, &jr_id).map(Json).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "jr_id",
-            format!("no alert with this jr_id was issued to institution {institution}"),
-        )
-        .with_value(format!("{jr_id:?}"))
-    })
+    state
+        .store
+        .get(&institution, &jr_id)
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "jr_id",
+                format!("no alert with this jr_id was issued to institution {institution}"),
+            )
+            .with_value(format!("{jr_id:?}"))
+        })
 }
 
 fn run_query(state: &AppState, institution: &str, mut query: AlertQuery) -> AlertList {
@@ -77,9 +81,8 @@ fn run_query(state: &AppState, institution: &str, mut query: AlertQuery) -> Aler
 /// Parses the alert filters (and `fixmedins_code` for the admin variant); an
 /// unknown or repeated parameter is an error, so a typo never widens a query.
 fn parse_query(params: Params, admin: bool) -> Result<(AlertQuery, Option<String>), ApiError> {
-    let Query(pairs) = params.map_err(|rejection| {
-        ApiError::bad_request("query", rejection.body_text())
-    })?;
+    let Query(pairs) =
+        params.map_err(|rejection| ApiError::bad_request("query", rejection.body_text()))?;
     let mut query = AlertQuery {
         limit: DEFAULT_LIMIT,
         ..AlertQuery::default()
@@ -116,8 +119,11 @@ fn parse_query(params: Params, admin: bool) -> Result<(AlertQuery, Option<String
                     .ok()
                     .filter(|l| (1..=MAX_LIMIT).contains(l))
                     .ok_or_else(|| {
-                        ApiError::bad_request("limit", format!("must be a number from 1 to {MAX_LIMIT}"))
-                            .with_value(format!("{value:?}"))
+                        ApiError::bad_request(
+                            "limit",
+                            format!("must be a number from 1 to {MAX_LIMIT}"),
+                        )
+                        .with_value(format!("{value:?}"))
                     })?;
             }
             "fixmedins_code" if admin => institution = Some(value.to_string()),
@@ -155,9 +161,15 @@ fn parse_time(field: &str, text: &str, end_of_day: bool) -> Result<NaiveDateTime
     let parsed = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
         .ok()
-        .or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().map(day_bound))
+        .or_else(|| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .map(day_bound)
+        })
         .or_else(|| match text.len() {
-            8 => NaiveDate::parse_from_str(text, "%Y%m%d").ok().map(day_bound),
+            8 => NaiveDate::parse_from_str(text, "%Y%m%d")
+                .ok()
+                .map(day_bound),
             14 => NaiveDateTime::parse_from_str(text, "%Y%m%d%H%M%S").ok(),
             17 => {
                 let (seconds, millis) = text.split_at(14);
@@ -247,8 +259,11 @@ pub(crate) async fn admin_audit(
                     .ok()
                     .filter(|l| (1..=MAX_LIMIT).contains(l))
                     .ok_or_else(|| {
-                        ApiError::bad_request("limit", format!("must be a number from 1 to {MAX_LIMIT}"))
-                            .with_value(format!("{value:?}"))
+                        ApiError::bad_request(
+                            "limit",
+                            format!("must be a number from 1 to {MAX_LIMIT}"),
+                        )
+                        .with_value(format!("{value:?}"))
                     })?;
             }
             _ => {
@@ -287,7 +302,10 @@ pub(crate) async fn admin_alerts(
 ) -> Result<Json<AlertList>, ApiError> {
     let (query, institution) = parse_query(params, true)?;
     let institution = institution.filter(|c| !c.is_empty()).ok_or_else(|| {
-        ApiError::bad_request("fixmedins_code", "required: the institution whose alerts to read")
+        ApiError::bad_request(
+            "fixmedins_code",
+            "required: the institution whose alerts to read",
+        )
     })?;
     Ok(Json(run_query(&state, &institution, query)))
 }
@@ -299,9 +317,18 @@ mod tests {
     #[test]
     fn times_in_every_documented_form() {
         let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok();
-        assert_eq!(parse_time("from", "2025-06-14", false).ok(), at("2025-06-14 00:00:00"));
-        assert_eq!(parse_time("to", "2025-06-14", true).ok(), at("2025-06-14 23:59:59.999"));
-        assert_eq!(parse_time("to", "20250614", true).ok(), at("2025-06-14 23:59:59.999"));
+        assert_eq!(
+            parse_time("from", "2025-06-14", false).ok(),
+            at("2025-06-14 00:00:00")
+        );
+        assert_eq!(
+            parse_time("to", "2025-06-14", true).ok(),
+            at("2025-06-14 23:59:59.999")
+        );
+        assert_eq!(
+            parse_time("to", "20250614", true).ok(),
+            at("2025-06-14 23:59:59.999")
+        );
         assert_eq!(
             parse_time("from", "20250614142724", false).ok(),
             at("2025-06-14 14:27:24")

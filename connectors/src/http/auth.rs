@@ -93,7 +93,9 @@ impl Authenticator {
                     digest(key)
                 }
                 (None, Some(hex_digest), None) => {
-                    let bytes = hex::decode(hex_digest.trim()).ok().filter(|b| b.len() == 32);
+                    let bytes = hex::decode(hex_digest.trim())
+                        .ok()
+                        .filter(|b| b.len() == 32);
                     match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
                         Some(d) => d,
                         None => {
@@ -130,9 +132,9 @@ impl Authenticator {
                         .as_deref()
                         .map(str::trim)
                         .filter(|c| !c.is_empty())
-                        .ok_or_else(|| {
-                            err("an institution key needs fixmedins_code".to_string())
-                        })?;
+                        .ok_or_else(
+                            || err("an institution key needs fixmedins_code".to_string()),
+                        )?;
                     Principal::Institution {
                         fixmedins_code: code.to_string(),
                         name: entry.name.clone().unwrap_or_else(|| code.to_string()),
@@ -233,7 +235,10 @@ mod tests {
                 name: "H1".into()
             }
         );
-        assert_eq!(auth.authenticate(&HeaderMap::new()), Err(AuthError::Missing));
+        assert_eq!(
+            auth.authenticate(&HeaderMap::new()),
+            Err(AuthError::Missing)
+        );
         let mut headers = HeaderMap::new();
         headers.insert(KEY_HEADER, HeaderValue::from_static("key-of-hospital-two"));
         assert_eq!(auth.authenticate(&headers), Err(AuthError::Unknown));
@@ -253,11 +258,9 @@ mod tests {
         .expect("valid");
         assert_eq!(auth.len(), 2);
 
-        let short = Authenticator::from_config(
-            &[entry(Role::Institution, Some("H1"), "short")],
-            |_| None,
-        )
-        .expect_err("too short");
+        let short =
+            Authenticator::from_config(&[entry(Role::Institution, Some("H1"), "short")], |_| None)
+                .expect_err("too short");
         assert!(short.to_string().contains("auth.keys[0]"), "{short}");
         let no_code = Authenticator::from_config(
             &[entry(Role::Institution, None, "long-enough-key-123")],

@@ -247,7 +247,12 @@ fn push_live(jobs: &mut Vec<Job>, job: Job) {
     }
 }
 
-async fn run_batch(jobs: Vec<Job>, evaluator: &dyn Evaluator, store: &dyn AlertStore, metrics: &Metrics) {
+async fn run_batch(
+    jobs: Vec<Job>,
+    evaluator: &dyn Evaluator,
+    store: &dyn AlertStore,
+    metrics: &Metrics,
+) {
     let started = Instant::now();
     let result = {
         let events: Vec<&Event> = jobs.iter().map(|j| &j.event).collect();

@@ -429,8 +429,8 @@ mod tests {
 
     #[test]
     fn a_typo_names_the_key() {
-        let err = ServeConfig::from_toml("[http]\nbudget = 5\n", "x.toml")
-            .expect_err("unknown key");
+        let err =
+            ServeConfig::from_toml("[http]\nbudget = 5\n", "x.toml").expect_err("unknown key");
         let text = err.to_string();
         assert!(text.contains("x.toml") && text.contains("budget"), "{text}");
     }
@@ -453,7 +453,10 @@ mod tests {
         let err = config
             .apply_env(|var| (var == "FUNDWATCH_HTTP_MAX_BATCH").then(|| "many".to_string()))
             .expect_err("not a number");
-        assert!(err.to_string().contains("FUNDWATCH_HTTP_MAX_BATCH"), "{err}");
+        assert!(
+            err.to_string().contains("FUNDWATCH_HTTP_MAX_BATCH"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -468,8 +471,7 @@ mod tests {
 
     #[test]
     fn an_area_code_that_is_not_six_digits_is_refused() {
-        let config =
-            ServeConfig::from_toml("[http]\nadmdvs = \"4307\"\n", "s").expect("parses");
+        let config = ServeConfig::from_toml("[http]\nadmdvs = \"4307\"\n", "s").expect("parses");
         let err = config.validate().expect_err("4 digits");
         assert!(err.to_string().contains("http.admdvs"), "{err}");
     }

@@ -1,6 +1,6 @@
-//! The national response envelope (DOMAIN §2.1): `inf_refmsgid` = 接收方医保区划 (6)
-//! + time (14, yyyyMMddHHmmss) + serial (10); `refmsg_time` / `respond_time` =
-//! yyyyMMddHHmmssSSS.
+//! The national response envelope (DOMAIN §2.1): `inf_refmsgid` is 接收方医保区划
+//! (6 digits), then the time (14, yyyyMMddHHmmss), then a serial (10);
+//! `refmsg_time` and `respond_time` are yyyyMMddHHmmssSSS.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -22,7 +22,8 @@ pub struct ApiError {
     pub reason: String,
     /// The offending value, as sent.
     pub value: Option<String>,
-    stamp: Option<Stamp>,
+    // Boxed: keeps `Result<_, ApiError>` small on the hot path.
+    stamp: Option<Box<Stamp>>,
 }
 
 impl ApiError {
@@ -61,7 +62,7 @@ impl ApiError {
 
     /// Adds the message ids of an `/fsi/*` answer.
     pub(crate) fn with_stamp(mut self, stamp: &Stamp) -> Self {
-        self.stamp = Some(stamp.clone());
+        self.stamp = Some(Box::new(stamp.clone()));
         self
     }
 

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::body::Bytes;
 use chrono::Local;
 use fundwatch_engine::event::Envelope;
 use fundwatch_engine::{Alert, Event, decode_value};
@@ -248,9 +248,8 @@ fn fail_open(state: &AppState, stamp: Stamp, reason: &'static str, detail: Strin
 
 /// The body as JSON, or an error naming why it is not.
 fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let bytes = body.map_err(|rejection| {
-        ApiError::new(rejection.status(), "$", rejection.body_text())
-    })?;
+    let bytes =
+        body.map_err(|rejection| ApiError::new(rejection.status(), "$", rejection.body_text()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "$",
@@ -285,7 +284,9 @@ pub(crate) async fn fsi_3103(
 ) -> Response {
     let stamp = state.ids.stamp();
     match feedback(&state, &headers, body) {
-        Ok(accepted) => axum::Json(FsiResponse::ok(stamp, FeedbackOutput { accepted })).into_response(),
+        Ok(accepted) => {
+            axum::Json(FsiResponse::ok(stamp, FeedbackOutput { accepted })).into_response()
+        }
         Err(err) => err.with_stamp(&stamp).into_response(),
     }
 }
@@ -320,7 +321,9 @@ fn feedback(
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "fixmedins_code",
-                format!("this key belongs to institution {institution} and may only send its feedback"),
+                format!(
+                    "this key belongs to institution {institution} and may only send its feedback"
+                ),
             )
             .with_value(format!("{code:?}")));
         }
@@ -386,7 +389,10 @@ fn feedback(
                 None => err,
             });
         }
-        let dspo_way_rea = warn.get("dspo_way_rea").and_then(scalar).unwrap_or_default();
+        let dspo_way_rea = warn
+            .get("dspo_way_rea")
+            .and_then(scalar)
+            .unwrap_or_default();
         if dspo_way == "1" && dspo_way_rea.is_empty() {
             return Err(ApiError::bad_request(
                 path("dspo_way_rea"),
@@ -394,7 +400,11 @@ fn feedback(
             ));
         }
         if state.store.get(&institution, &warn_rslt_id).is_none() {
-            return Err(unknown_alert(path("warn_rslt_id"), &institution, &warn_rslt_id));
+            return Err(unknown_alert(
+                path("warn_rslt_id"),
+                &institution,
+                &warn_rslt_id,
+            ));
         }
         entries.push(Feedback {
             warn_rslt_id,
@@ -408,7 +418,10 @@ fn feedback(
     match state.store.put_feedback(&institution, &entries) {
         Ok(()) => Ok(entries.len()),
         Err(StoreError::UnknownAlert { jr_id, .. }) => {
-            let i = entries.iter().position(|e| e.warn_rslt_id == jr_id).unwrap_or(0);
+            let i = entries
+                .iter()
+                .position(|e| e.warn_rslt_id == jr_id)
+                .unwrap_or(0);
             Err(unknown_alert(
                 field(&format!("warns[{i}].warn_rslt_id")),
                 &institution,
@@ -432,7 +445,9 @@ fn unknown_alert(path: String, institution: &str, jr_id: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         path,
-        format!("unknown warn_rslt_id: no alert with this jr_id was issued to institution {institution}"),
+        format!(
+            "unknown warn_rslt_id: no alert with this jr_id was issued to institution {institution}"
+        ),
     )
     .with_value(format!("{jr_id:?}"))
 }

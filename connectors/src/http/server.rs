@@ -77,9 +77,9 @@ impl AppState {
 
     /// Who `headers` authenticate as (401 otherwise).
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<&Principal, ApiError> {
-        self.auth
-            .authenticate(headers)
-            .map_err(|err: AuthError| ApiError::new(StatusCode::UNAUTHORIZED, "X-FundWatch-Key", err.to_string()))
+        self.auth.authenticate(headers).map_err(|err: AuthError| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "X-FundWatch-Key", err.to_string())
+        })
     }
 }
 
@@ -286,7 +286,10 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 async fn openapi_json() -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         openapi::DOCUMENT,
     )
         .into_response()

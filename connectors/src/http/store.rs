@@ -201,7 +201,11 @@ impl Index {
         new
     }
 
-    fn check_feedback(&self, fixmedins_code: &str, feedback: &[Feedback]) -> Result<(), StoreError> {
+    fn check_feedback(
+        &self,
+        fixmedins_code: &str,
+        feedback: &[Feedback],
+    ) -> Result<(), StoreError> {
         let inst = self.institutions.get(fixmedins_code);
         for fb in feedback {
             if !inst.is_some_and(|i| i.by_jr.contains_key(&fb.warn_rslt_id)) {
@@ -282,7 +286,9 @@ fn parse_time(text: &str) -> Option<NaiveDateTime> {
 fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
     // A panic while holding the lock leaves a consistent index (every mutation is
     // a push or an insert), so a poisoned lock is safe to keep using.
-    index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    index
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Alerts and feedback in memory only.
@@ -582,11 +588,13 @@ fn replay(
     let mut number = 0;
     loop {
         line.clear();
-        let read = reader.read_line(&mut line).map_err(|source| StoreError::Io {
-            action: "reading",
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let read = reader
+            .read_line(&mut line)
+            .map_err(|source| StoreError::Io {
+                action: "reading",
+                path: path.to_path_buf(),
+                source,
+            })?;
         if read == 0 {
             return Ok(());
         }
@@ -670,7 +678,9 @@ mod tests {
             store
                 .put_alerts("H1", &[alert("JR1", "M1", "2025-06-14 14:27:25.000")])
                 .expect("put again");
-            store.put_feedback("H1", &[feedback("JR1")]).expect("feedback");
+            store
+                .put_feedback("H1", &[feedback("JR1")])
+                .expect("feedback");
             let err = store
                 .put_feedback("H2", &[feedback("JR1")])
                 .expect_err("another institution");

@@ -16,7 +16,9 @@ use chrono::NaiveDate;
 use fundwatch_kb::{KnowledgeBase, KnowledgePoint};
 use fundwatch_rules::Parameters;
 
-use super::context::{Band, Context, Insutype, Need, Setting, Sex, YEAR_DAYS, bands_outside, bands_within};
+use super::context::{
+    Band, Context, Insutype, Need, Setting, Sex, YEAR_DAYS, bands_outside, bands_within,
+};
 use super::world::AREAS;
 
 /// The national rule classes the generator has recipes for.
@@ -43,11 +45,19 @@ pub(crate) enum Class {
     ItemPeriodic,
     DrugIndication,
     DrugSecondLine,
+    // Behaviour classes: no knowledge points, decided from the person's history.
+    Readmission,
+    FrequentOutpatient,
+    FrequentPurchase,
+    FrequentAdmission,
+    RepeatPrescription,
+    BedBlocking,
+    TraceReuse,
 }
 
 impl Class {
     /// Every class with its national name (the KB's `rule_class`, the rule's `class`).
-    pub const ALL: [(Class, &'static str); 21] = [
+    pub const ALL: [(Class, &'static str); 28] = [
         (Class::DrugSex, "药品区分性别使用"),
         (Class::ItemSex, "医疗服务项目区分性别使用"),
         (Class::DrugChildOnly, "药品儿童专用"),
@@ -69,14 +79,18 @@ impl Class {
         (Class::ItemPeriodic, "医疗服务项目周期超频次"),
         (Class::DrugIndication, "药品限适应症"),
         (Class::DrugSecondLine, "药品限二线使用"),
+        (Class::Readmission, "分解住院"),
+        (Class::FrequentOutpatient, "频繁门诊"),
+        (Class::FrequentPurchase, "频繁购药"),
+        (Class::FrequentAdmission, "频繁住院"),
+        (Class::RepeatPrescription, "重复开药"),
+        (Class::BedBlocking, "挂床住院"),
+        (Class::TraceReuse, "药品追溯码重复"),
     ];
 
     /// The class of a national class name.
     pub fn from_name(name: &str) -> Option<Class> {
-        Self::ALL
-            .iter()
-            .find(|(_, n)| *n == name)
-            .map(|(c, _)| *c)
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(c, _)| *c)
     }
 
     /// The national class name.
@@ -315,10 +329,14 @@ impl Catalog {
                 }
                 let (main_name, sub_name) = split_pair_name(point);
                 for code in &point.codes {
-                    names.entry(code.clone()).or_insert_with(|| main_name.clone());
+                    names
+                        .entry(code.clone())
+                        .or_insert_with(|| main_name.clone());
                 }
                 for code in &point.partner_codes {
-                    names.entry(code.clone()).or_insert_with(|| sub_name.clone());
+                    names
+                        .entry(code.clone())
+                        .or_insert_with(|| sub_name.clone());
                 }
                 if class == Some(Class::ItemDuplicate) {
                     pair_codes.push((idx, point.codes.clone(), point.partner_codes.clone()));
@@ -378,7 +396,10 @@ impl Catalog {
                             }
                         }
                         structural_facts(*class, point, &mut info);
-                        if matches!(class, Class::ItemPeriodic | Class::DrugCourse | Class::ItemCourse) {
+                        if matches!(
+                            class,
+                            Class::ItemPeriodic | Class::DrugCourse | Class::ItemCourse
+                        ) {
                             info.counted_rows.push(point_idx);
                         }
                         need
@@ -555,7 +576,7 @@ fn dx_prefixes(class: Class, point: &KnowledgePoint) -> Option<Vec<String>> {
 }
 
 /// The largest and smallest value of parameter `name` over the demo's 统筹区.
-fn param_range(params: &Parameters, name: &str, default: f64) -> (f64, f64) {
+pub(crate) fn param_range(params: &Parameters, name: &str, default: f64) -> (f64, f64) {
     let values: Vec<f64> = AREAS
         .iter()
         .map(|a| params.get(name, a.poolarea).unwrap_or(default))
@@ -591,7 +612,9 @@ fn condition_days(point: &KnowledgePoint) -> Option<(f64, f64)> {
         return None;
     }
     let min = cond.age_min_years.map_or(0.0, |y| y * YEAR_DAYS);
-    let max = cond.age_max_years.map_or(f64::INFINITY, |y| (y + 1.0) * YEAR_DAYS);
+    let max = cond
+        .age_max_years
+        .map_or(f64::INFINITY, |y| (y + 1.0) * YEAR_DAYS);
     Some((min, max))
 }
 
@@ -701,11 +724,9 @@ fn compliance_need(class: Class, point: &KnowledgePoint, params: &Parameters) ->
             Some(level) => Need::levels(&(level..=3).collect::<Vec<_>>()),
             None => Need::never(),
         },
-        Class::InternetDrug => Need::settings(&[
-            Setting::Outpatient,
-            Setting::Inpatient,
-            Setting::Pharmacy,
-        ]),
+        Class::InternetDrug => {
+            Need::settings(&[Setting::Outpatient, Setting::Inpatient, Setting::Pharmacy])
+        }
         Class::DrugIndication => {
             let Some(cond) = point.condition.as_ref() else {
                 return Need::never();
@@ -724,6 +745,15 @@ fn compliance_need(class: Class, point: &KnowledgePoint, params: &Parameters) ->
         | Class::DrugCourse
         | Class::ItemCourse
         | Class::ItemPeriodic => Need::any(),
+        // Behaviour classes have no knowledge points; a KB that had some would be
+        // a new reading the generator does not have.
+        Class::Readmission
+        | Class::FrequentOutpatient
+        | Class::FrequentPurchase
+        | Class::FrequentAdmission
+        | Class::RepeatPrescription
+        | Class::BedBlocking
+        | Class::TraceReuse => Need::never(),
     }
 }
 
@@ -743,7 +773,11 @@ pub(crate) fn indication_context(point: &KnowledgePoint) -> Need {
 }
 
 /// The contexts that break `class`'s limit under `point` (context classes only).
-pub(crate) fn violation_need(class: Class, point: &KnowledgePoint, params: &Parameters) -> Option<Need> {
+pub(crate) fn violation_need(
+    class: Class,
+    point: &KnowledgePoint,
+    params: &Parameters,
+) -> Option<Need> {
     Some(match class {
         Class::DrugSex | Class::ItemSex => match limit_sex(point)? {
             Sex::Male => Need::sex(Sex::Female),
@@ -770,7 +804,12 @@ pub(crate) fn violation_need(class: Class, point: &KnowledgePoint, params: &Para
         }
         // Only where the published limit itself names 住院 (the text alone may add
         // conditions no setting decides).
-        Class::DrugSetting if point.limit_value.as_deref().is_some_and(|v| v.contains("住院")) => {
+        Class::DrugSetting
+            if point
+                .limit_value
+                .as_deref()
+                .is_some_and(|v| v.contains("住院")) =>
+        {
             Need::settings(&[Setting::Outpatient, Setting::Pharmacy])
         }
         Class::DrugLevel => {

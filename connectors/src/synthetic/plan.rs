@@ -32,6 +32,8 @@ pub(crate) struct OrderPlan {
     pub begn: NaiveDateTime,
     /// A line under check (`curr_drord_flag` 1); history lines are never.
     pub curr: bool,
+    /// 药品追溯码 of the boxes sold on this line.
+    pub trace_codes: Vec<String>,
 }
 
 /// One encounter.
@@ -130,8 +132,12 @@ fn encounter_json(enc: &EncounterPlan, settlement: bool, current: bool) -> Value
         .orders
         .iter()
         .map(|o| {
-            let flag = if current && o.curr && !settlement { "1" } else { "0" };
-            json!({
+            let flag = if current && o.curr && !settlement {
+                "1"
+            } else {
+                "0"
+            };
+            let mut line = json!({
                 "rx_id": o.rx_id,
                 "rxno": o.rxno,
                 "long_drord_flag": "0",
@@ -147,7 +153,16 @@ fn encounter_json(enc: &EncounterPlan, settlement: bool, current: bool) -> Value
                 "drord_dept_codg": dept(enc.setting),
                 "drord_dr_codg": enc.doctor,
                 "curr_drord_flag": flag,
-            })
+            });
+            if !o.trace_codes.is_empty()
+                && let Some(obj) = line.as_object_mut()
+            {
+                obj.insert(
+                    "drug_trac_codg".into(),
+                    Value::from(o.trace_codes.join(",")),
+                );
+            }
+            line
         })
         .collect();
     let medfee: f64 = enc.orders.iter().map(|o| money(o.cnt * o.pric)).sum();

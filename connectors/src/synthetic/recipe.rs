@@ -16,6 +16,7 @@ use rand::rngs::SmallRng;
 
 use super::catalog::{self, Catalog, Class, Kind};
 use super::context::{Band, Need, Setting};
+use super::world::AREAS;
 use super::{Draft, Generator, Target};
 
 /// An injected violation: the event draft and the `rx_id`s of its violating lines.
@@ -38,12 +39,72 @@ struct Candidate {
     n: u32,
 }
 
+/// The pack's thresholds of the behaviour classes, read so that an injection
+/// crosses them in every 统筹区 and a compliant event stays clear of them in every
+/// 统筹区.
+#[derive(Debug, Clone, Copy)]
+struct Behaviour {
+    /// 分解住院: readmission window (smallest).
+    readmission_days: i64,
+    /// 频繁门诊: window (smallest), visits allowed (largest).
+    outpatient_days: i64,
+    outpatient_max: i64,
+    /// 频繁购药: window (smallest), purchases allowed (largest).
+    purchase_days: i64,
+    purchase_max: i64,
+    /// 频繁住院: window (smallest), admissions allowed (largest).
+    admission_days: i64,
+    admission_max: i64,
+    /// 重复开药: default supply (smallest, largest), tolerance (smallest, largest).
+    supply_days: (i64, i64),
+    tolerance_days: (i64, i64),
+}
+
+impl Behaviour {
+    fn read(params: &Parameters) -> Self {
+        let range = |name: &str, default: f64| {
+            let (lo, hi) = catalog::param_range(params, name, default);
+            (lo.round() as i64, hi.round() as i64)
+        };
+        Self {
+            readmission_days: range("readmission_days", 15.0).0,
+            outpatient_days: range("frequent_outpatient_days", 30.0).0,
+            outpatient_max: range("frequent_outpatient_max", 10.0).1,
+            purchase_days: range("frequent_purchase_days", 30.0).0,
+            purchase_max: range("frequent_purchase_max", 4.0).1,
+            admission_days: range("frequent_admission_days", 365.0).0,
+            admission_max: range("frequent_admission_max", 4.0).1,
+            supply_days: range("default_supply_days", 7.0),
+            tolerance_days: range("overlap_tolerance_days", 3.0),
+        }
+    }
+
+    /// Days between purchases of one drug that never overlap the previous supply by
+    /// more than the tolerance.
+    fn refill_spacing(&self) -> i64 {
+        (self.supply_days.1 - self.tolerance_days.0 + 1).max(1)
+    }
+
+    /// Days back of a refill that overlaps the previous supply by more than the
+    /// tolerance: 1 ..= this.
+    fn early_refill_max(&self) -> i64 {
+        self.supply_days.0 - self.tolerance_days.1 - 1
+    }
+}
+
 /// Prepared candidates of every targeted rule.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Recipes {
     by_rule: HashMap<String, Vec<Candidate>>,
     why_not: HashMap<String, String>,
+    behaviour: Behaviour,
+    /// 统筹区 that report findings needing evidence the data cannot carry
+    /// (`report_evidence_required` ≥ 1): where an undecided 限二线 use is an alert.
+    evidence_areas: Vec<&'static str>,
 }
+
+/// `Candidate::code` of recipes that need no particular code.
+const NO_CODE: u32 = u32::MAX;
 
 /// Ages whose history (weeks back) stays inside the same band.
 const HISTORY_BANDS: [Band; 3] = [Band::Child, Band::Adult, Band::Senior];
@@ -51,15 +112,28 @@ const HISTORY_BANDS: [Band; 3] = [Band::Child, Band::Adult, Band::Senior];
 impl Recipes {
     /// Candidates for each target.
     pub fn prepare(catalog: &Catalog, params: &Parameters, targets: &[Target]) -> Self {
-        let mut recipes = Recipes::default();
+        let behaviour = Behaviour::read(params);
+        let mut recipes = Recipes {
+            by_rule: HashMap::new(),
+            why_not: HashMap::new(),
+            behaviour,
+            evidence_areas: AREAS
+                .iter()
+                .map(|a| a.poolarea)
+                .filter(|area| params.get("report_evidence_required", area).unwrap_or(1.0) >= 1.0)
+                .collect(),
+        };
         let mut probe = SmallRng::seed_from_u64(0);
         for target in targets {
             let settings = target.settings();
-            let list = candidates(catalog, params, target.class, &settings);
-            let list: Vec<Candidate> = list
+            let list = candidates(catalog, params, &behaviour, target.class, &settings);
+            let mut list: Vec<Candidate> = list
                 .into_iter()
                 .filter(|c| c.need.pick(&mut probe).is_some())
                 .collect();
+            if target.class == Class::DrugSecondLine && recipes.evidence_areas.is_empty() {
+                list.clear();
+            }
             if list.is_empty() {
                 let why = format!(
                     "no knowledge point of `{}` can be violated alone in the scenarios {:?}",
@@ -91,7 +165,16 @@ impl Recipes {
     /// An event violating `target`'s class once; `None` if this draw failed.
     pub fn inject(&self, generator: &mut Generator, target: &Target) -> Option<Injection> {
         let list = self.by_rule.get(&target.rule_id)?;
-        let cand = list[generator.rng().random_range(0..list.len())].clone();
+        let mut cand = list[generator.rng().random_range(0..list.len())].clone();
+        let b = self.behaviour;
+        // 追溯码重复 sells again a box an earlier event sold: its drug decides the context.
+        let mut trace_code = None;
+        if target.class == Class::TraceReuse {
+            let (code, drug) = generator.take_trace_code()?;
+            cand.need = cand.need.and(&generator.catalog().code(drug).need);
+            cand.code = drug;
+            trace_code = Some(code);
+        }
         let ctx = cand.need.pick(generator.rng())?;
         let scens: Vec<u8> = ctx
             .setting
@@ -105,6 +188,14 @@ impl Recipes {
         }
         let scen = scens[generator.rng().random_range(0..scens.len())];
         let mut draft = generator.draft(ctx, scen);
+        if target.class == Class::DrugSecondLine
+            && !self.evidence_areas.contains(&draft.patient.poolarea)
+        {
+            // Without evidence in the data a 限二线 use is reported only where the
+            // 统筹区 asks for evidence-type findings.
+            let i = generator.rng().random_range(0..self.evidence_areas.len());
+            draft.patient.poolarea = self.evidence_areas[i];
+        }
         let service = draft.service;
         let catalog = std::sync::Arc::clone(generator.catalog());
         let violating = match target.class {
@@ -116,10 +207,26 @@ impl Recipes {
                 vec![generator.add_line(&mut draft, None, cand.code, cnt, service, None, true)]
             }
             Class::ItemFrequency => {
-                vec![generator.add_line(&mut draft, None, cand.code, f64::from(cand.n), service, None, true)]
+                vec![generator.add_line(
+                    &mut draft,
+                    None,
+                    cand.code,
+                    f64::from(cand.n),
+                    service,
+                    None,
+                    true,
+                )]
             }
             Class::ItemPeriodic => {
-                // `n` earlier uses on distinct days inside the period, one visit each.
+                // `n` earlier uses on distinct days inside the period, one visit each,
+                // all before today's admission (a visit during a stay is 挂床住院).
+                if ctx.setting == Setting::Inpatient {
+                    draft.current.adm = draft
+                        .current
+                        .adm
+                        .max(service.date().and_hms_opt(7, 0, 0)?)
+                        .min(service);
+                }
                 let period = i64::from(catalog.code(cand.code).periodic.map_or(2, |p| p.1));
                 let mut back: Vec<i64> = (1..period).collect();
                 for i in 0..cand.n as usize {
@@ -175,10 +282,15 @@ impl Recipes {
                 // Two operations of one surgical group on the same day, the second
                 // (cheaper) one billed at its full price instead of the discount.
                 let second = cand.partner?;
-                let main_price = f64::from(generator.rng().random_range(200_000..800_000u32)) / 100.0;
-                let second_price =
-                    f64::from(generator.rng().random_range(50_000..(main_price * 80.0) as u32)) / 100.0;
-                let main = generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true);
+                let main_price =
+                    f64::from(generator.rng().random_range(200_000..800_000u32)) / 100.0;
+                let second_price = f64::from(
+                    generator
+                        .rng()
+                        .random_range(50_000..(main_price * 80.0) as u32),
+                ) / 100.0;
+                let main =
+                    generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true);
                 let sec = generator.add_line(&mut draft, None, second, 1.0, service, None, true);
                 set_price(&mut draft, &main, main_price);
                 set_price(&mut draft, &sec, second_price);
@@ -209,9 +321,145 @@ impl Recipes {
                 let mut ids = Vec::new();
                 for idx in herbs {
                     let grams = f64::from(generator.rng().random_range(6..=30u32));
-                    ids.push(generator.add_line(&mut draft, None, idx, grams, service, Some(rxno.clone()), true));
+                    ids.push(generator.add_line(
+                        &mut draft,
+                        None,
+                        idx,
+                        grams,
+                        service,
+                        Some(rxno.clone()),
+                        true,
+                    ));
                 }
                 ids
+            }
+            Class::Readmission => {
+                // Discharged from this hospital a few days before today's admission,
+                // with the same main diagnosis.
+                let gap = generator
+                    .rng()
+                    .random_range(1..=(b.readmission_days - 1).clamp(1, 5));
+                let dscg =
+                    (draft.current.adm.date() - Duration::days(gap)).and_hms_opt(10, 0, 0)?;
+                let h = generator.add_history_encounter(
+                    &mut draft,
+                    Setting::Inpatient,
+                    dscg - Duration::days(3),
+                    dscg,
+                );
+                draft.history[h].diagnoses =
+                    draft.current.diagnoses.iter().take(1).cloned().collect();
+                generator.fill_history(&mut draft, h, ctx, Kind::Drug, 1);
+                Vec::new()
+            }
+            Class::FrequentAdmission => {
+                // One admission more than allowed in the window, each for another
+                // disease and weeks apart (no split stays), all at this hospital.
+                let mut seen: Vec<String> = draft
+                    .current
+                    .diagnoses
+                    .iter()
+                    .map(|(c, _)| c.clone())
+                    .collect();
+                let step = (b.admission_days / (b.admission_max + 2)).clamp(20, 60);
+                for k in 1..=b.admission_max {
+                    let dscg = (draft.current.adm.date() - Duration::days(k * step))
+                        .and_hms_opt(10, 0, 0)?;
+                    let h = generator.add_history_encounter(
+                        &mut draft,
+                        Setting::Inpatient,
+                        dscg - Duration::days(3),
+                        dscg,
+                    );
+                    let dx = generator.other_diagnosis(&seen);
+                    seen.push(dx.0.clone());
+                    draft.history[h].diagnoses = vec![dx];
+                    generator.fill_history(&mut draft, h, ctx, Kind::Drug, 1);
+                }
+                Vec::new()
+            }
+            Class::BedBlocking => {
+                // Admitted three days ago; the day after admission the patient bought
+                // drugs at a pharmacy or saw a doctor elsewhere.
+                draft.current.adm = (service.date() - Duration::days(3)).and_hms_opt(9, 0, 0)?;
+                let visit = draft.current.adm + Duration::hours(26);
+                let setting = if generator.rng().random_bool(0.5) {
+                    Setting::Pharmacy
+                } else {
+                    Setting::Outpatient
+                };
+                let institution = generator.other_institution(&draft, setting);
+                let h = generator.add_history_encounter(
+                    &mut draft,
+                    setting,
+                    visit,
+                    visit + Duration::minutes(20),
+                );
+                let mut there = ctx;
+                there.setting = setting;
+                there.level = institution.level;
+                draft.history[h].institution = institution;
+                generator.fill_history(&mut draft, h, there, Kind::Drug, 1);
+                Vec::new()
+            }
+            Class::FrequentOutpatient => {
+                // One visit more than allowed in the window, on earlier days, at
+                // hospitals of the area.
+                for k in 1..=b.outpatient_max {
+                    let when = service
+                        - Duration::days(k.min(b.outpatient_days - 1))
+                        - Duration::minutes(k);
+                    let institution = generator.other_institution(&draft, Setting::Outpatient);
+                    let h = generator.add_history_encounter(
+                        &mut draft,
+                        Setting::Outpatient,
+                        when,
+                        when + Duration::minutes(20),
+                    );
+                    let mut there = ctx;
+                    there.level = institution.level;
+                    draft.history[h].institution = institution;
+                    generator.fill_history(&mut draft, h, there, Kind::Item, 1);
+                }
+                Vec::new()
+            }
+            Class::FrequentPurchase | Class::RepeatPrescription => {
+                // Earlier purchases of the same drug here: one more than allowed in the
+                // window, spaced so no supply overlaps (频繁购药); or one purchase whose
+                // supply still covers today (重复开药).
+                let days: Vec<i64> = if target.class == Class::FrequentPurchase {
+                    (1..=b.purchase_max)
+                        .map(|k| k * b.refill_spacing())
+                        .collect()
+                } else {
+                    vec![
+                        generator
+                            .rng()
+                            .random_range(1..=b.early_refill_max().max(1)),
+                    ]
+                };
+                for back in days {
+                    let when = service - Duration::days(back);
+                    let h = generator.add_history_encounter(
+                        &mut draft,
+                        ctx.setting,
+                        when - Duration::minutes(10),
+                        when + Duration::minutes(10),
+                    );
+                    generator.add_line(&mut draft, Some(h), cand.code, 1.0, when, None, false);
+                }
+                let code = &catalog.code(cand.code).code;
+                draft
+                    .forbidden_prefixes
+                    .push(code.chars().take(12).collect());
+                vec![generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true)]
+            }
+            Class::TraceReuse => {
+                let rx = generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true);
+                if let Some(order) = draft.current.orders.iter_mut().find(|o| o.rx_id == rx) {
+                    order.trace_codes = trace_code.into_iter().collect();
+                }
+                vec![rx]
             }
             _ => {
                 let cnt = generator.clean_count(cand.code);
@@ -223,8 +471,25 @@ impl Recipes {
     }
 }
 
+/// One candidate that needs no particular code, in `need`.
+fn encounter_level(need: Need) -> Vec<Candidate> {
+    vec![Candidate {
+        code: NO_CODE,
+        partner: None,
+        need,
+        forbidden_dx: Vec::new(),
+        n: 1,
+    }]
+}
+
 /// Every way to break `class` alone in `settings`.
-fn candidates(catalog: &Catalog, params: &Parameters, class: Class, settings: &Need) -> Vec<Candidate> {
+fn candidates(
+    catalog: &Catalog,
+    params: &Parameters,
+    behaviour: &Behaviour,
+    class: Class,
+    settings: &Need,
+) -> Vec<Candidate> {
     let mut out = Vec::new();
     let members = catalog.members(class);
     let today = catalog.reference_day;
@@ -248,7 +513,8 @@ fn candidates(catalog: &Catalog, params: &Parameters, class: Class, settings: &N
                 if !matches!(info.kind, Kind::Drug | Kind::Item) {
                     continue;
                 }
-                let Some(breaks) = catalog::violation_need(class, catalog.point(point), params) else {
+                let Some(breaks) = catalog::violation_need(class, catalog.point(point), params)
+                else {
                     continue;
                 };
                 let need = info.need_without(class).and(&breaks).and(settings);
@@ -265,7 +531,9 @@ fn candidates(catalog: &Catalog, params: &Parameters, class: Class, settings: &N
             for (code, point) in members {
                 let info = catalog.code(code);
                 let p = catalog.point(point);
-                let Some(cond) = p.condition.as_ref() else { continue };
+                let Some(cond) = p.condition.as_ref() else {
+                    continue;
+                };
                 if !cond.dx_decidable || cond.needs_evidence || cond.dx_prefixes.is_empty() {
                     continue;
                 }
@@ -289,7 +557,11 @@ fn candidates(catalog: &Catalog, params: &Parameters, class: Class, settings: &N
             for (code, _) in members {
                 let info = catalog.code(code);
                 let Some(limit) = info.per_day else { continue };
-                let cnt = if info.hourly { limit + 6.0 } else { limit + 1.0 };
+                let cnt = if info.hourly {
+                    limit + 6.0
+                } else {
+                    limit + 1.0
+                };
                 if !single(code, class, cnt) {
                     continue;
                 }
@@ -309,7 +581,9 @@ fn candidates(catalog: &Catalog, params: &Parameters, class: Class, settings: &N
         Class::ItemPeriodic => {
             for (code, _) in members {
                 let info = catalog.code(code);
-                let Some((limit, period)) = info.periodic else { continue };
+                let Some((limit, period)) = info.periodic else {
+                    continue;
+                };
                 if limit == 0 || period < limit + 1 {
                     continue;
                 }
@@ -336,7 +610,9 @@ fn candidates(catalog: &Catalog, params: &Parameters, class: Class, settings: &N
         Class::DrugCourse | Class::ItemCourse => {
             for (code, _) in members {
                 let info = catalog.code(code);
-                let Some(days) = info.course_days else { continue };
+                let Some(days) = info.course_days else {
+                    continue;
+                };
                 if !(1..=31).contains(&days) {
                     continue;
                 }
@@ -346,8 +622,12 @@ fn candidates(catalog: &Catalog, params: &Parameters, class: Class, settings: &N
                     .collect();
                 uses.push((today, 1.0));
                 let mut spread = uses.clone();
-                spread.iter_mut().take(days as usize).for_each(|u| u.0 -= Duration::days(2));
-                if !info.timeline_ok(&uses, Some(class)) || !info.timeline_ok(&spread, Some(class)) {
+                spread
+                    .iter_mut()
+                    .take(days as usize)
+                    .for_each(|u| u.0 -= Duration::days(2));
+                if !info.timeline_ok(&uses, Some(class)) || !info.timeline_ok(&spread, Some(class))
+                {
                     continue;
                 }
                 // The earlier days are a stay (住院) at the current hospital: the code
@@ -429,7 +709,8 @@ fn candidates(catalog: &Catalog, params: &Parameters, class: Class, settings: &N
             }
         }
         Class::SurgeryDiscount => {
-            let mut groups: std::collections::BTreeMap<&str, Vec<u32>> = std::collections::BTreeMap::new();
+            let mut groups: std::collections::BTreeMap<&str, Vec<u32>> =
+                std::collections::BTreeMap::new();
             for (code, _) in &members {
                 let info = catalog.code(*code);
                 if let (Some(group), Kind::Item) = (info.surgery_group.as_deref(), info.kind) {
@@ -439,7 +720,10 @@ fn candidates(catalog: &Catalog, params: &Parameters, class: Class, settings: &N
             for codes in groups.values() {
                 for (i, &a) in codes.iter().enumerate() {
                     for &b in &codes[i + 1..] {
-                        if catalog.conflicts(a, b) || !single(a, class, 1.0) || !single(b, class, 1.0) {
+                        if catalog.conflicts(a, b)
+                            || !single(a, class, 1.0)
+                            || !single(b, class, 1.0)
+                        {
                             continue;
                         }
                         let need = catalog
@@ -447,7 +731,7 @@ fn candidates(catalog: &Catalog, params: &Parameters, class: Class, settings: &N
                             .need
                             .and(&catalog.code(b).need)
                             .and(settings)
-                            .and(&Need::settings(&[Setting::Outpatient, Setting::Inpatient]));
+                            .and(&Need::settings(&[Setting::Inpatient]));
                         if need.never || need.sexes == 0 || need.bands == 0 {
                             continue;
                         }
@@ -460,6 +744,66 @@ fn candidates(catalog: &Catalog, params: &Parameters, class: Class, settings: &N
                         });
                     }
                 }
+            }
+        }
+        Class::Readmission | Class::FrequentAdmission | Class::BedBlocking => {
+            out = encounter_level(
+                settings
+                    .and(&Need::settings(&[Setting::Inpatient]))
+                    .and(&Need::bands(&HISTORY_BANDS)),
+            );
+        }
+        Class::FrequentOutpatient => {
+            out = encounter_level(
+                settings
+                    .and(&Need::settings(&[Setting::Outpatient]))
+                    .and(&Need::bands(&HISTORY_BANDS)),
+            );
+        }
+        Class::TraceReuse => {
+            // The drug comes from the trace code taken at injection time.
+            out = encounter_level(settings.and(&Need::bands(&HISTORY_BANDS)));
+        }
+        Class::FrequentPurchase | Class::RepeatPrescription => {
+            let back: Vec<i64> = if class == Class::FrequentPurchase {
+                if behaviour.purchase_max * behaviour.refill_spacing() >= behaviour.purchase_days {
+                    return out; // the window cannot hold that many non-overlapping refills
+                }
+                (0..=behaviour.purchase_max)
+                    .map(|k| k * behaviour.refill_spacing())
+                    .collect()
+            } else {
+                if behaviour.early_refill_max() < 1 {
+                    return out;
+                }
+                vec![0, behaviour.early_refill_max()]
+            };
+            let uses: Vec<(NaiveDate, f64)> = back
+                .iter()
+                .map(|k| (today - Duration::days(*k), 1.0))
+                .collect();
+            for (idx, info) in catalog.codes.iter().enumerate() {
+                if info.kind != Kind::Drug
+                    || !info.need.dx.is_empty()
+                    || !info.timeline_ok(&uses, None)
+                {
+                    continue;
+                }
+                let need = info
+                    .need
+                    .and(settings)
+                    .and(&Need::settings(&[Setting::Outpatient, Setting::Pharmacy]))
+                    .and(&Need::bands(&HISTORY_BANDS));
+                if need.never {
+                    continue;
+                }
+                out.push(Candidate {
+                    code: idx as u32,
+                    partner: None,
+                    need,
+                    forbidden_dx: Vec::new(),
+                    n: 1,
+                });
             }
         }
         // No settlement request carries the evidence of first-line failure: any use

@@ -73,7 +73,10 @@ impl Scorecard {
     /// Registers the labels of one event (before its alerts arrive).
     pub fn add_labels(&mut self, labels: &[Label]) {
         for label in labels {
-            self.per_rule.entry(label.rule_id.clone()).or_default().labels += 1;
+            self.per_rule
+                .entry(label.rule_id.clone())
+                .or_default()
+                .labels += 1;
             self.open.insert(label.clone(), false);
         }
     }

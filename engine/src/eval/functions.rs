@@ -343,6 +343,11 @@ impl ScalarUDFImpl for KbFunction {
             .args
             .iter()
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        if rows == 0 && !all_scalar {
+            return Ok(ColumnarValue::Array(arrow::array::new_empty_array(
+                &self.kind.return_type(),
+            )));
+        }
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let out = self.invoke(&arrays, if all_scalar { 1 } else { rows })?;
         if all_scalar {

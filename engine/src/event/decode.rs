@@ -318,13 +318,18 @@ impl<'a> Fields<'a> {
         Ok(value)
     }
 
-    /// A national code: trimmed, upper-cased (ICD `x` extensions are kept as
-    /// sent in lower case, since the 医保版 lists spell them `x`).
+    /// A national code: trimmed and upper-cased, except the `x` of ICD-10 医保版
+    /// extensions (`I10.x00x002`), which the national lists spell in lower case.
     fn code(&self, field: &str) -> Result<String, DecodeError> {
         let raw = self.string(field)?;
+        let icd = raw.contains('.');
         Ok(raw
             .chars()
-            .map(|c| if c == 'x' { c } else { c.to_ascii_uppercase() })
+            .enumerate()
+            .map(|(i, c)| match c {
+                'x' | 'X' if icd && i > 0 => 'x',
+                _ => c.to_ascii_uppercase(),
+            })
             .collect())
     }
 
@@ -509,6 +514,20 @@ mod tests {
         assert_eq!(order.sumamt, 7.0);
         assert!(order.curr_drord_flag);
         assert_eq!(patient.encounters[0].med_mdtrt_type, "2");
+    }
+
+    #[test]
+    fn icd_extensions_keep_their_lower_case_x() {
+        let mut req = minimal();
+        req["patient_dtos"][0]["fsi_encounter_dtos"][0]["fsi_diagnose_dtos"] =
+            json!([{"dise_codg": " i10.X00x002 "}, {"dise_codg": "m10.002"}]);
+        let event = decode_value(&req).expect("decodes");
+        let codes: Vec<&str> = event.patients[0].encounters[0]
+            .diagnoses
+            .iter()
+            .map(|d| d.dise_codg.as_str())
+            .collect();
+        assert_eq!(codes, ["I10.x00x002", "M10.002"]);
     }
 
     #[test]

@@ -220,3 +220,62 @@ impl DurableHistory {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::decode_value;
+
+    fn event(patn: &str, mdtrt: &str, rx: &str, day: u32) -> Event {
+        decode_value(&serde_json::json!({
+            "patient_dtos": [{
+                "patn_id": patn, "curr_mdtrt_id": mdtrt,
+                "fsi_encounter_dtos": [{
+                    "mdtrt_id": mdtrt, "adm_date": format!("2026-03-{day:02} 08:00:00"),
+                    "fsi_order_dtos": [{"rx_id": rx, "hilist_code": "X1", "cnt": 1,
+                        "drord_begn_date": format!("2026-03-{day:02} 09:00:00"),
+                        "drug_trac_codg": format!("TC-{rx}")}]
+                }]
+            }]
+        }))
+        .expect("event")
+    }
+
+    #[test]
+    fn log_and_snapshot_survive_reopen_and_a_torn_tail_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b, c) = (event("P1", "M1", "R1", 1), event("P1", "M2", "R2", 2), event("P2", "M3", "R3", 3));
+        {
+            let mut h = DurableHistory::open(dir.path(), 30, 2).expect("open");
+            h.apply(&[&a], Some(1)).expect("apply");
+            h.apply(&[&b, &c], Some(3)).expect("apply"); // snapshot after 2 events
+            h.apply(&[&a], Some(4)).expect("redelivered: upsert");
+        }
+        // A crash mid-write leaves a torn line at the end of the log.
+        let wal = dir.path().join("wal.ndjson");
+        let mut text = std::fs::read_to_string(&wal).expect("wal");
+        text.push_str("{\"position\": 9, \"records\": [");
+        std::fs::write(&wal, text).expect("write");
+
+        let h = DurableHistory::open(dir.path(), 30, 2).expect("reopen");
+        assert_eq!(h.position(), Some(4));
+        let p1 = h.store().person("P1").expect("P1 kept");
+        assert_eq!(p1.lines.len(), 2, "upsert, not duplicate: {:?}", p1.lines);
+        assert_eq!(p1.encounters.len(), 2);
+        assert!(h.store().person("P2").is_some());
+        assert_eq!(h.store().trace_codes.get("TC-R1").map(|u| u.rx_id.as_str()), Some("R1"));
+    }
+
+    #[test]
+    fn retention_drops_what_no_rule_needs() {
+        let mut store = HistoryStore::new(10);
+        store.apply(&event("P1", "M1", "R1", 1));
+        store.apply(&event("P2", "M2", "R2", 25));
+        store.prune();
+        assert!(store.person("P1").is_none(), "24 days old with 10 days retention");
+        assert!(store.person("P2").is_some());
+        let mut none = HistoryStore::new(0);
+        none.apply(&event("P1", "M1", "R1", 1));
+        assert_eq!(none.persons(), 0, "no history rule: nothing kept");
+    }
+}

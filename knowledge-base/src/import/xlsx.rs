@@ -452,7 +452,11 @@ fn drug_list(
     for (no, row) in &rows2 {
         let name = second.required(*no, row, name2_c)?;
         let code = second.required(*no, row, code2_c)?;
-        codes.entry(name).or_insert_with(|| (*no, Vec::new())).1.push(code);
+        codes
+            .entry(name)
+            .or_insert_with(|| (*no, Vec::new()))
+            .1
+            .push(code);
     }
     let mut drafts = Vec::with_capacity(rows1.len());
     let mut seen: HashMap<String, u32> = HashMap::new();
@@ -535,7 +539,12 @@ fn drug_list(
         });
     }
     if let Some((name, (row, _))) = codes.into_iter().min_by_key(|(_, (row, _))| *row) {
-        return Err(second.err(row, name2_c, &name, "sheet 2 lists codes of a generic that sheet 1 does not have"));
+        return Err(second.err(
+            row,
+            name2_c,
+            &name,
+            "sheet 2 lists codes of a generic that sheet 1 does not have",
+        ));
     }
     let rows = (rows2.len()) as u32;
     Ok((drafts, rows, skipped1 + skipped2))
