@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn check(input: &Path, output: &Path) -> std::process::Output {
@@ -37,7 +39,10 @@ fn check_twice_is_byte_identical_and_reports_bad_lines() {
         stderr.contains("events.ndjson:3: skipped: input.data.patient_dtos[0].brdy"),
         "{stderr}"
     );
-    assert!(stderr.contains("events.ndjson:4: skipped: $: not valid JSON"), "{stderr}");
+    assert!(
+        stderr.contains("events.ndjson:4: skipped: $: not valid JSON"),
+        "{stderr}"
+    );
 
     let alerts: Vec<serde_json::Value> = String::from_utf8(out_a)
         .expect("utf8")
@@ -57,7 +62,10 @@ fn check_twice_is_byte_identical_and_reports_bad_lines() {
         "左炔诺孕酮宫内节育系统限女性使用，与患者性别(男)不符"
     );
     assert_eq!(sex_alerts[0]["vola_amt"], 1153.0);
-    assert_eq!(sex_alerts[0]["judge_result_detail_dtos"][0]["rx_id"], "RX-100");
+    assert_eq!(
+        sex_alerts[0]["judge_result_detail_dtos"][0]["rx_id"],
+        "RX-100"
+    );
     assert_eq!(sex_alerts[0]["fixmedins_code"], "H43079600001");
     assert!(
         sex_alerts[0]["vola_evid"]
@@ -79,5 +87,8 @@ fn check_fails_only_when_no_line_is_readable() {
     let out = check(&input, &dir.path().join("out.ndjson"));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.ndjson:2: skipped: patient_dtos: expected an array"), "{stderr}");
+    assert!(
+        stderr.contains("bad.ndjson:2: skipped: patient_dtos: expected an array"),
+        "{stderr}"
+    );
 }

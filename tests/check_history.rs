@@ -91,7 +91,11 @@ fn line(rx_id: impl Into<String>, code: &'static str, begn: String) -> Line {
     Line {
         rx_id: rx_id.into(),
         code,
-        name: "",
+        name: match code {
+            VB1 => "维生素B1片",
+            ALSD | ALSD2 => "阿利沙坦酯氨氯地平片",
+            _ => "",
+        },
         cnt: 1.0,
         pric: 10.0,
         begn,
@@ -855,7 +859,7 @@ fn run_check(input: &Path, output: &Path, extra: &[&str]) -> String {
     stderr
 }
 
-/// The history rules' alerts of an output file, as sorted keys, and their messages.
+/// The history rules' alerts of an output file, as sorted keys, and `vola_cont [sev n]`.
 fn history_alerts(output: &Path) -> (Vec<Key>, BTreeMap<Key, String>) {
     let text = std::fs::read_to_string(output).expect("alerts file");
     let mut keys = Vec::new();
@@ -881,7 +885,11 @@ fn history_alerts(output: &Path) -> (Vec<Key>, BTreeMap<Key, String>) {
         );
         messages.insert(
             key.clone(),
-            alert["vola_cont"].as_str().unwrap_or_default().to_string(),
+            format!(
+                "{} [sev {}]",
+                alert["vola_cont"].as_str().unwrap_or_default(),
+                alert["sev_deg"].as_str().unwrap_or_default()
+            ),
         );
         keys.push(key);
     }
@@ -924,6 +932,23 @@ fn history_rules_alert_exactly_as_expected_in_any_batching_and_after_a_restart()
         .get(&("FW-挂床住院".to_string(), "C06-Q".to_string(), Vec::new()))
         .expect("挂床 alert of C06-Q");
     assert!(bed.contains("另有1次") && bed.contains("C06-O1"), "{bed}");
+    // A box settled by another person is 明确; by the same person at the same pharmacy 可疑.
+    let trace = |mdtrt: &str, rx: &str| {
+        let key = (
+            "FW-药品追溯码重复".to_string(),
+            mdtrt.to_string(),
+            vec![rx.to_string()],
+        );
+        messages.get(&key).cloned().unwrap_or_default()
+    };
+    assert!(
+        trace("T02-D1", "T02-D1-1").contains("由他人结算"),
+        "{}",
+        trace("T02-D1", "T02-D1-1")
+    );
+    assert!(trace("T02-D1", "T02-D1-1").ends_with("[sev 1]"));
+    assert!(trace("T03-D2", "T03-D2-1").contains("由本人结算"));
+    assert!(trace("T03-D2", "T03-D2-1").ends_with("[sev 2]"));
 
     // 2. One event per batch: history from the store only.
     let per_event = dir.path().join("per-event.ndjson");

@@ -115,5 +115,8 @@ fn kill_9_and_restart_gives_the_uninterrupted_alerts() {
     let got = unique_lines(&output);
     let missing: Vec<&String> = expected.difference(&got).take(3).collect();
     let extra: Vec<&String> = got.difference(&expected).take(3).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}\nextra {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}\nextra {extra:?}"
+    );
 }

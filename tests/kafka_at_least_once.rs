@@ -30,11 +30,18 @@ async fn labelled_stream_gives_exactly_the_expected_alerts() {
     let engine = support::national_engine().await;
     let events = support::labelled_events(&engine, 2, "golden");
     let mut expected = support::expected_alerts(&engine, &events).await;
-    assert!(expected.len() >= 100, "only {} expected alerts", expected.len());
+    assert!(
+        expected.len() >= 100,
+        "only {} expected alerts",
+        expected.len()
+    );
     // The golden output is the cases' labels, no more, no less.
     let labels = support::labels_of(&events);
     let golden_labels: BTreeSet<_> = expected.iter().map(support::label_of).collect();
-    assert_eq!(golden_labels, labels, "Engine::evaluate differs from the case labels");
+    assert_eq!(
+        golden_labels, labels,
+        "Engine::evaluate differs from the case labels"
+    );
 
     let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
     let config = support::pipeline_config(&broker.bootstrap(), &topics, "golden");
@@ -45,7 +52,10 @@ async fn labelled_stream_gives_exactly_the_expected_alerts() {
 
     let n = events.len() as u64;
     let metrics = pipeline.metrics().clone();
-    support::wait_until(WAIT, "every message done", || metrics.messages_done.get() >= n).await;
+    support::wait_until(WAIT, "every message done", || {
+        metrics.messages_done.get() >= n
+    })
+    .await;
     let report = pipeline.stop().await.expect("pipeline stops cleanly");
     assert_eq!(report.messages, n);
     assert_eq!(report.messages_done, n);
@@ -79,7 +89,11 @@ async fn labelled_stream_gives_exactly_the_expected_alerts() {
     let by_id = |v: &Value| v["jr_id"].as_str().unwrap_or_default().to_string();
     actual.sort_by_key(by_id);
     expected.sort_by_key(by_id);
-    assert_eq!(actual.len(), expected.len(), "a clean run has no duplicates");
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "a clean run has no duplicates"
+    );
     for (a, e) in actual.iter().zip(&expected) {
         assert_eq!(a, e, "stream alert differs from Engine::evaluate");
     }
@@ -163,7 +177,12 @@ async fn kill_9_mid_stream_loses_no_expected_alert() {
     let mut one = StreamProcess::spawn(&config_path, &dir.path().join("stream-1.log"));
     let some = expected.len() / 8;
     collector
-        .wait_for(WAIT, "the first process's alerts", |c| c.len() >= some, || logs(1))
+        .wait_for(
+            WAIT,
+            "the first process's alerts",
+            |c| c.len() >= some,
+            || logs(1),
+        )
         .await;
     // The rest of the stream arrives while the process dies.
     let rest = second.to_vec();
@@ -205,10 +224,19 @@ async fn kill_9_mid_stream_loses_no_expected_alert() {
             .or_default()
             .push(alert);
     }
-    let unexpected: Vec<&String> = by_id.keys().filter(|id| !expected_ids.contains(*id)).collect();
-    assert!(unexpected.is_empty(), "alerts nobody expected: {unexpected:?}");
+    let unexpected: Vec<&String> = by_id
+        .keys()
+        .filter(|id| !expected_ids.contains(*id))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "alerts nobody expected: {unexpected:?}"
+    );
     for copies in by_id.values() {
-        assert!(copies.windows(2).all(|w| w[0] == w[1]), "a redelivery changed an alert");
+        assert!(
+            copies.windows(2).all(|w| w[0] == w[1]),
+            "a redelivery changed an alert"
+        );
     }
     let duplicates = collected.len() - by_id.len();
     println!(

@@ -41,13 +41,20 @@ async fn poison_messages_go_to_the_dlq_and_the_stream_goes_on() {
     support::produce(&producer, &topics.input, &good[..1]).await;
     let not_json = b"{\"infno\": \"3101\", \"input\": {\"data\": ".as_slice();
     let bad_date = br#"{"patient_dtos":[{"patn_id":"P-BAD","brdy":"not a date","curr_mdtrt_id":"M","fsi_encounter_dtos":[{"mdtrt_id":"M"}]}]}"#.as_slice();
-    let (_, off_not_json) = support::produce_raw(&producer, &topics.input, "P-X", Some(not_json)).await;
-    let (_, off_bad_date) = support::produce_raw(&producer, &topics.input, "P-BAD", Some(bad_date)).await;
+    let (_, off_not_json) =
+        support::produce_raw(&producer, &topics.input, "P-X", Some(not_json)).await;
+    let (_, off_bad_date) =
+        support::produce_raw(&producer, &topics.input, "P-BAD", Some(bad_date)).await;
     let (_, off_empty) = support::produce_raw(&producer, &topics.input, "P-NULL", None).await;
     support::produce(&producer, &topics.input, &good[1..]).await;
 
     let letters = dead
-        .wait_for(WAIT, "three dead letters", |c| c.len() >= 3, || broker.log_tail())
+        .wait_for(
+            WAIT,
+            "three dead letters",
+            |c| c.len() >= 3,
+            || broker.log_tail(),
+        )
         .await;
     let collected = alerts
         .wait_for(
@@ -68,13 +75,23 @@ async fn poison_messages_go_to_the_dlq_and_the_stream_goes_on() {
     assert_eq!(letters[0].key.as_deref(), Some("P-X"));
     assert_eq!(header(0, DLQ_HEADERS.source_topic), topics.input);
     assert_eq!(header(0, DLQ_HEADERS.source_partition), "0");
-    assert_eq!(header(0, DLQ_HEADERS.source_offset), off_not_json.to_string());
+    assert_eq!(
+        header(0, DLQ_HEADERS.source_offset),
+        off_not_json.to_string()
+    );
     assert_eq!(header(0, DLQ_HEADERS.stage), "decode");
     assert_eq!(header(0, DLQ_HEADERS.path), "$");
-    assert!(header(0, DLQ_HEADERS.reason).contains("not valid JSON"), "{:?}", letters[0].headers);
+    assert!(
+        header(0, DLQ_HEADERS.reason).contains("not valid JSON"),
+        "{:?}",
+        letters[0].headers
+    );
 
     assert_eq!(letters[1].payload, bad_date);
-    assert_eq!(header(1, DLQ_HEADERS.source_offset), off_bad_date.to_string());
+    assert_eq!(
+        header(1, DLQ_HEADERS.source_offset),
+        off_bad_date.to_string()
+    );
     assert_eq!(header(1, DLQ_HEADERS.path), "patient_dtos[0].brdy");
     assert_eq!(header(1, DLQ_HEADERS.value), "\"not a date\"");
     assert!(header(1, DLQ_HEADERS.message).starts_with("patient_dtos[0].brdy: "));
@@ -84,7 +101,10 @@ async fn poison_messages_go_to_the_dlq_and_the_stream_goes_on() {
     assert!(header(2, DLQ_HEADERS.reason).contains("no value"));
 
     let metrics = pipeline.metrics().clone();
-    support::wait_until(WAIT, "five messages done", || metrics.messages_done.get() >= 5).await;
+    support::wait_until(WAIT, "five messages done", || {
+        metrics.messages_done.get() >= 5
+    })
+    .await;
     let report = pipeline.stop().await.expect("pipeline stops cleanly");
     assert_eq!(report.dead_letters, 3);
     assert_eq!(report.alerts, expected.len() as u64);

@@ -36,7 +36,8 @@ impl Cluster {
         let mock = MockCluster::new(3).expect("mock cluster");
         let topics = Topics::named(name);
         mock.create_topic(&topics.input, 2, 1).expect("input topic");
-        mock.create_topic(&topics.alerts, 1, 1).expect("alerts topic");
+        mock.create_topic(&topics.alerts, 1, 1)
+            .expect("alerts topic");
         mock.create_topic(&topics.dlq, 1, 1).expect("dlq topic");
         for partition in 0..2 {
             mock.partition_leader(&topics.input, partition, Some(1))
@@ -44,11 +45,16 @@ impl Cluster {
         }
         mock.partition_leader(&topics.alerts, 0, Some(ALERTS_LEADER))
             .expect("alerts leader");
-        mock.partition_leader(&topics.dlq, 0, Some(1)).expect("dlq leader");
+        mock.partition_leader(&topics.dlq, 0, Some(1))
+            .expect("dlq leader");
         let group = format!("{name}-group");
         mock.coordinator(MockCoordinator::Group(group.clone()), 1)
             .expect("group coordinator");
-        Self { mock, topics, group }
+        Self {
+            mock,
+            topics,
+            group,
+        }
     }
 
     fn bootstrap(&self) -> String {
@@ -89,19 +95,29 @@ impl Cluster {
     }
 }
 
-/// Events of the pack's positive cases (each has at least one alert).
-async fn positive_events(n: usize, tag: &str) -> (fundwatch_engine::Engine, Vec<TestEvent>, BTreeSet<String>) {
+/// `n` events of the pack's cases that each give at least one alert.
+async fn positive_events(
+    n: usize,
+    tag: &str,
+) -> (fundwatch_engine::Engine, Vec<TestEvent>, BTreeSet<String>) {
     let engine = support::national_engine().await;
-    let events: Vec<TestEvent> = support::labelled_events(&engine, 1, tag)
-        .into_iter()
-        .filter(|e| !e.labels.is_empty())
-        .take(n)
-        .collect();
-    let expected = support::expected_alerts(&engine, &events)
-        .await
-        .iter()
-        .map(|a| a["jr_id"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let mut events = Vec::new();
+    let mut expected = BTreeSet::new();
+    for event in support::labelled_events(&engine, 1, tag) {
+        let alerts = support::expected_alerts(&engine, std::slice::from_ref(&event)).await;
+        if alerts.is_empty() {
+            continue;
+        }
+        expected.extend(
+            alerts
+                .iter()
+                .map(|a| a["jr_id"].as_str().unwrap_or_default().to_string()),
+        );
+        events.push(event);
+        if events.len() == n {
+            break;
+        }
+    }
     (engine, events, expected)
 }
 
@@ -119,8 +135,12 @@ async fn produce_errors_are_retried_and_every_alert_arrives_once() {
         ]);
     }
     let collector = Collector::start(&cluster.bootstrap(), &cluster.topics.alerts);
-    let pipeline = kafka::start(Processor::Evaluate(engine), cluster.config(), KafkaMetrics::new())
-        .expect("pipeline starts");
+    let pipeline = kafka::start(
+        Processor::Evaluate(engine),
+        cluster.config(),
+        KafkaMetrics::new(),
+    )
+    .expect("pipeline starts");
     // Input goes in first, so the injected errors hit the alert producer.
     let producer = support::producer(&cluster.bootstrap());
     support::produce(&producer, &cluster.topics.input, &events).await;
@@ -141,26 +161,42 @@ async fn produce_errors_are_retried_and_every_alert_arrives_once() {
     );
     let metrics = pipeline.metrics().clone();
     let n = events.len() as u64;
-    support::wait_until(WAIT, "every message done", || metrics.messages_done.get() >= n).await;
+    support::wait_until(WAIT, "every message done", || {
+        metrics.messages_done.get() >= n
+    })
+    .await;
     let report = pipeline.stop().await.expect("pipeline stops cleanly");
     assert_eq!(report.alerts, expected.len() as u64);
     let committed: i64 = cluster.committed().iter().map(|o| o.unwrap_or(0)).sum();
-    assert_eq!(committed, n as i64, "every input offset committed after the stop");
+    assert_eq!(
+        committed, n as i64,
+        "every input offset committed after the stop"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn offsets_wait_for_alert_acknowledgements() {
     let cluster = Cluster::new("unacked");
     let (engine, events, expected) = positive_events(30, "unacked").await;
-    cluster.mock.broker_down(ALERTS_LEADER).expect("alerts leader down");
+    cluster
+        .mock
+        .broker_down(ALERTS_LEADER)
+        .expect("alerts leader down");
 
-    let pipeline = kafka::start(Processor::Evaluate(engine), cluster.config(), KafkaMetrics::new())
-        .expect("pipeline starts");
+    let pipeline = kafka::start(
+        Processor::Evaluate(engine),
+        cluster.config(),
+        KafkaMetrics::new(),
+    )
+    .expect("pipeline starts");
     let metrics = pipeline.metrics().clone();
     let producer = support::producer(&cluster.bootstrap());
     support::produce(&producer, &cluster.topics.input, &events).await;
     let n = events.len() as u64;
-    support::wait_until(WAIT, "every message read", || metrics.messages_in.get() >= n).await;
+    support::wait_until(WAIT, "every message read", || {
+        metrics.messages_in.get() >= n
+    })
+    .await;
 
     // Read, evaluated, alerts queued — but not acknowledged: nothing may be
     // stored or committed. Auto-commit runs every 100 ms; watch ten rounds of it.
@@ -176,7 +212,10 @@ async fn offsets_wait_for_alert_acknowledgements() {
         cluster.committed()
     );
 
-    cluster.mock.broker_up(ALERTS_LEADER).expect("alerts leader up");
+    cluster
+        .mock
+        .broker_up(ALERTS_LEADER)
+        .expect("alerts leader up");
     let collector = Collector::start(&cluster.bootstrap(), &cluster.topics.alerts);
     collector
         .wait_for(
@@ -186,7 +225,10 @@ async fn offsets_wait_for_alert_acknowledgements() {
             || metrics.render(),
         )
         .await;
-    support::wait_until(WAIT, "every message done", || metrics.messages_done.get() >= n).await;
+    support::wait_until(WAIT, "every message done", || {
+        metrics.messages_done.get() >= n
+    })
+    .await;
     pipeline.stop().await.expect("pipeline stops cleanly");
     let committed: i64 = cluster.committed().iter().map(|o| o.unwrap_or(0)).sum();
     assert_eq!(committed, n as i64);
@@ -208,21 +250,40 @@ async fn max_poll_interval_exceeded_is_detected_and_counted() {
         ("session.timeout.ms", "1500"),
         ("heartbeat.interval.ms", "300"),
     ] {
-        config.consumer.insert(key.into(), Setting::Text(value.into()));
+        config
+            .consumer
+            .insert(key.into(), Setting::Text(value.into()));
     }
-    cluster.mock.broker_down(ALERTS_LEADER).expect("alerts leader down");
+    cluster
+        .mock
+        .broker_down(ALERTS_LEADER)
+        .expect("alerts leader down");
     let pipeline = kafka::start(Processor::Evaluate(engine), config, KafkaMetrics::new())
         .expect("pipeline starts");
     let metrics = pipeline.metrics().clone();
     let producer = support::producer(&cluster.bootstrap());
     support::produce(&producer, &cluster.topics.input, &events).await;
 
+    // The fault itself lasts a fixed time: the stall must outlast
+    // max.poll.interval.ms (1.5 s). librdkafka reports the violation through the
+    // queue the consumer polls, so it is seen when polling resumes.
+    support::wait_until(WAIT, "the consumer stalled", || {
+        metrics.messages_in.get() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        metrics.messages_done.get() == 0,
+        "nothing acknowledged during the stall"
+    );
+    cluster
+        .mock
+        .broker_up(ALERTS_LEADER)
+        .expect("alerts leader up");
     support::wait_until(WAIT, "max poll interval exceeded detected", || {
         metrics.max_poll_exceeded.get() >= 1
     })
     .await;
-
-    cluster.mock.broker_up(ALERTS_LEADER).expect("alerts leader up");
     let collector = Collector::start(&cluster.bootstrap(), &cluster.topics.alerts);
     collector
         .wait_for(

@@ -43,7 +43,10 @@ async fn two_instances_share_partitions_and_every_alert_appears() {
     let producer = support::producer(&broker.bootstrap());
     support::produce(&producer, &topics.input, first).await;
     let a_metrics = a.metrics().clone();
-    support::wait_until(WAIT, "instance A at work", || a_metrics.messages_done.get() > 0).await;
+    support::wait_until(WAIT, "instance A at work", || {
+        a_metrics.messages_done.get() > 0
+    })
+    .await;
 
     // B joins while the rest of the stream arrives.
     let b = kafka::start(Processor::Evaluate(engine), config, KafkaMetrics::new())
@@ -69,14 +72,25 @@ async fn two_instances_share_partitions_and_every_alert_appears() {
             WAIT,
             "every expected alert",
             |c| support::jr_ids(c).is_superset(&expected),
-            || format!("A:\n{}\nB:\n{}\n{}", a_metrics.render(), b_metrics.render(), broker.log_tail()),
+            || {
+                format!(
+                    "A:\n{}\nB:\n{}\n{}",
+                    a_metrics.render(),
+                    b_metrics.render(),
+                    broker.log_tail()
+                )
+            },
         )
         .await;
     let seen = support::jr_ids(&collected);
     assert_eq!(seen, expected, "no alert nobody expected");
 
     let revokes = a_metrics.rebalances.with_label_values(&["revoke"]).get();
-    assert!(revokes >= 1, "A gave partitions up to B\n{}", a_metrics.render());
+    assert!(
+        revokes >= 1,
+        "A gave partitions up to B\n{}",
+        a_metrics.render()
+    );
     let report_a = a.stop().await.expect("A stops cleanly");
     let report_b = b.stop().await.expect("B stops cleanly");
     assert!(report_a.messages_done > 0 && report_b.messages_done > 0);

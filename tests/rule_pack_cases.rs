@@ -9,8 +9,9 @@ use fundwatch_rules::RulePack;
 
 #[tokio::test]
 async fn national_pack_cases_pass_and_cover_every_rule() {
-    let pack = RulePack::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("rule-base/packs/national"))
-        .expect("national pack loads");
+    let pack =
+        RulePack::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("rule-base/packs/national"))
+            .expect("national pack loads");
     let kb = fundwatch_kb::national().expect("national KB loads");
     let program = Program::compile(Arc::new(pack), Arc::new(kb), &ProgramOptions::default())
         .await
@@ -22,7 +23,10 @@ async fn national_pack_cases_pass_and_cover_every_rule() {
     let mut failures = Vec::new();
     for rule in &results {
         for case in rule.cases.iter().filter(|c| !c.passed) {
-            failures.push(format!("{} / {}: {}", rule.rule_id, case.name, case.message));
+            failures.push(format!(
+                "{} / {}: {}",
+                rule.rule_id, case.name, case.message
+            ));
         }
         if !rule.covered() {
             failures.push(format!(

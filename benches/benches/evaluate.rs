@@ -35,7 +35,10 @@ fn evaluate(c: &mut Criterion) {
         let batch = Arc::new(EventBatch::build(&refs, dicts));
         group.throughput(Throughput::Elements(size as u64));
         group.bench_with_input(BenchmarkId::new("compiled", size), &batch, |b, batch| {
-            b.iter(|| rt.block_on(program.evaluate(Arc::clone(batch), None)).expect("eval"))
+            b.iter(|| {
+                rt.block_on(program.evaluate(Arc::clone(batch), None))
+                    .expect("eval")
+            })
         });
         if size > 1 {
             group.bench_with_input(BenchmarkId::new("build_batch", size), &refs, |b, refs| {
@@ -46,12 +49,15 @@ fn evaluate(c: &mut Criterion) {
             b.iter(|| {
                 rt.block_on(async {
                     let mut config = SessionConfig::new().with_target_partitions(1);
-                    config.options_mut().optimizer.enable_dynamic_filter_pushdown = false;
+                    config
+                        .options_mut()
+                        .optimizer
+                        .enable_dynamic_filter_pushdown = false;
                     let ctx = SessionContext::new_with_config(config);
                     for (table, name) in TABLES {
                         let data = batch.table(table).clone();
-                        let mem = MemTable::try_new(data.schema(), vec![vec![data]])
-                            .expect("mem table");
+                        let mem =
+                            MemTable::try_new(data.schema(), vec![vec![data]]).expect("mem table");
                         ctx.register_table(name, Arc::new(mem)).expect("register");
                     }
                     for udf in kb_functions(&kb, &params) {

@@ -427,8 +427,15 @@ impl Generator {
     }
 
     fn add_background_diagnosis(&mut self, draft: &mut Draft) {
+        let minor = matches!(draft.ctx.band, Band::Newborn | Band::Infant | Band::Child);
         for _ in 0..8 {
-            let (code, name) = COMMON_DIAGNOSES[self.rng.random_range(0..COMMON_DIAGNOSES.len())];
+            let i = if minor {
+                world::PEDIATRIC_DIAGNOSES
+                    [self.rng.random_range(0..world::PEDIATRIC_DIAGNOSES.len())]
+            } else {
+                self.rng.random_range(0..COMMON_DIAGNOSES.len())
+            };
+            let (code, name) = COMMON_DIAGNOSES[i];
             if draft.current.diagnoses.iter().any(|(c, _)| c == code) {
                 continue;
             }

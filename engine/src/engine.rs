@@ -113,8 +113,18 @@ impl Engine {
 
         // (event, rule, alert_key) → findings; BTreeMap gives the output order.
         let mut groups: BTreeMap<(u32, usize, String), Vec<Finding>> = BTreeMap::new();
-        for finding in findings {
+        for mut finding in findings {
             let event = finding.event_idx as usize;
+            if finding.alert_key.is_empty()
+                && let Some(r) = finding.line_id.and_then(|l| batch.lines.get(l as usize))
+                && let Some(order) = events[event]
+                    .patients
+                    .get(r.patient as usize)
+                    .and_then(|p| p.encounters.get(r.encounter as usize))
+                    .and_then(|e| e.orders.get(r.order as usize).map(|o| (e, o)))
+            {
+                finding.alert_key = format!("{}/{}", order.0.mdtrt_id, order.1.rx_id);
+            }
             if selections.get(event).is_some_and(|sel| sel[finding.rule]) {
                 groups
                     .entry((finding.event_idx, finding.rule, finding.alert_key.clone()))
@@ -125,7 +135,14 @@ impl Engine {
         let emitted_now = chrono::Local::now().naive_local();
         for ((event_idx, rule_idx, key), group) in groups {
             let event = events[event_idx as usize];
-            let alert = self.build_alert(event, &batch, &rules[rule_idx].rule, &key, group, emitted_now);
+            let alert = self.build_alert(
+                event,
+                &batch,
+                &rules[rule_idx].rule,
+                &key,
+                group,
+                emitted_now,
+            );
             out[event_idx as usize].push(alert);
         }
         Ok(out)
@@ -264,7 +281,11 @@ impl Engine {
             ),
             "hilist_name" => primary_order.map(|o| display_name(o, point)),
             "code" => primary_order.map(|o| o.hilist_code.clone()),
-            "limit" => Some(point.and_then(|p| p.limit_value.clone()).unwrap_or_default()),
+            "limit" => Some(
+                point
+                    .and_then(|p| p.limit_value.clone())
+                    .unwrap_or_default(),
+            ),
             "partner" => Some(
                 point
                     .and_then(|p| p.partner_name.clone())
@@ -341,7 +362,7 @@ impl Engine {
 /// `trig_scen`), then `rule_ids` narrows; neither given → every rule.
 pub fn selects(event: &Event, rule: &Rule) -> bool {
     let by_scen = event.trig_scen.is_empty() || event.trig_scen.iter().any(|s| rule.runs_in(*s));
-    let by_id = event.rule_ids.is_empty() || event.rule_ids.iter().any(|id| *id == rule.rule_id);
+    let by_id = event.rule_ids.is_empty() || event.rule_ids.contains(&rule.rule_id);
     by_scen && by_id
 }
 

@@ -150,10 +150,7 @@ fn compare(alerts: &[Alert], expect: &[fundwatch_rules::CaseExpect]) -> (bool, S
         }
     }
     for (ids, alert) in actual {
-        problems.push(format!(
-            "unexpected alert on {ids:?}: {}",
-            alert.vola_cont
-        ));
+        problems.push(format!("unexpected alert on {ids:?}: {}", alert.vola_cont));
     }
     (problems.is_empty(), problems.join("; "))
 }

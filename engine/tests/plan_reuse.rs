@@ -43,19 +43,30 @@ async fn reused_plans_equal_fresh_plans() {
     let mut total_findings = 0;
     for size in [1, 7, events.len()] {
         // Fresh compilation costs ~1 s in a debug build: singles over a sample only.
-        let sample = if size == 1 { &events[..12] } else { &events[..] };
+        let sample = if size == 1 {
+            &events[..12]
+        } else {
+            &events[..]
+        };
         for chunk in sample.chunks(size) {
             let refs: Vec<&Event> = chunk.iter().collect();
             let batch = Arc::new(EventBatch::build(&refs, &pack.manifest.dictionaries));
-            let reused = kept.evaluate(Arc::clone(&batch), None).await.expect("reused");
+            let reused = kept
+                .evaluate(Arc::clone(&batch), None)
+                .await
+                .expect("reused");
             let fresh_program = Program::compile(Arc::clone(&pack), Arc::clone(&kb), &options)
                 .await
                 .expect("compiles");
             let fresh = fresh_program.evaluate(batch, None).await.expect("fresh");
             let sort = |mut f: Vec<fundwatch_engine::eval::Finding>| {
                 f.sort_by(|a, b| {
-                    (a.rule, a.event_idx, &a.alert_key, a.line_id)
-                        .cmp(&(b.rule, b.event_idx, &b.alert_key, b.line_id))
+                    (a.rule, a.event_idx, &a.alert_key, a.line_id).cmp(&(
+                        b.rule,
+                        b.event_idx,
+                        &b.alert_key,
+                        b.line_id,
+                    ))
                 });
                 f
             };
@@ -64,5 +75,50 @@ async fn reused_plans_equal_fresh_plans() {
             assert_eq!(reused, fresh, "batch size {size}: reused plan differs");
         }
     }
-    assert!(total_findings > 0, "no finding at all: the comparison proves nothing");
+    assert!(
+        total_findings > 0,
+        "no finding at all: the comparison proves nothing"
+    );
+}
+
+/// The same events give the same alerts (jr_id included) whether evaluated one by
+/// one or all in one batch: nothing in an alert may depend on batch positions.
+#[tokio::test]
+async fn alerts_do_not_depend_on_batching() {
+    use fundwatch_engine::{Clock, Engine};
+    let pack = pack();
+    let kb = Arc::new(fundwatch_kb::national().expect("national KB"));
+    let options = ProgramOptions::default();
+    let compile = || Program::compile(Arc::clone(&pack), Arc::clone(&kb), &options);
+    let one_by_one = Engine::new(
+        Arc::new(compile().await.expect("compiles")),
+        Clock::EventTime,
+    );
+    let all_at_once = Engine::new(
+        Arc::new(compile().await.expect("compiles")),
+        Clock::EventTime,
+    );
+    let events = case_events(&pack);
+
+    let mut singles = Vec::new();
+    for event in &events {
+        singles.extend(
+            one_by_one
+                .evaluate(&[event])
+                .await
+                .expect("eval")
+                .into_iter()
+                .flatten(),
+        );
+    }
+    let refs: Vec<&Event> = events.iter().collect();
+    let together: Vec<_> = all_at_once
+        .evaluate(&refs)
+        .await
+        .expect("eval")
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(!singles.is_empty());
+    assert_eq!(singles, together);
 }

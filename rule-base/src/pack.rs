@@ -71,7 +71,11 @@ impl RulePack {
         let mut rules = Vec::with_capacity(files.len());
         for path in files {
             let text = read(&path)?;
-            hasher.update(path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+            hasher.update(
+                path.file_name()
+                    .map(|n| n.as_encoded_bytes())
+                    .unwrap_or_default(),
+            );
             hasher.update(text.as_bytes());
             let mut rule: Rule = parse_toml(&path, &text)?;
             rule.source = path;
@@ -150,7 +154,10 @@ impl RulePack {
             if dicts.lookup("sev_deg", "", &rule.sev_deg).is_none() {
                 return Err(invalid(
                     path,
-                    format!("sev_deg \"{}\" is not in the pack's sev_deg dictionary", rule.sev_deg),
+                    format!(
+                        "sev_deg \"{}\" is not in the pack's sev_deg dictionary",
+                        rule.sev_deg
+                    ),
                 ));
             }
             if dicts

@@ -42,7 +42,9 @@ pub fn load_kb(kb: Option<&Path>) -> anyhow::Result<Arc<KnowledgeBase>> {
 
 /// Loads a rule pack directory (default: the national pack).
 pub fn load_pack(rules: Option<&Path>) -> anyhow::Result<Arc<RulePack>> {
-    let dir = rules.map(Path::to_path_buf).unwrap_or_else(default_pack_dir);
+    let dir = rules
+        .map(Path::to_path_buf)
+        .unwrap_or_else(default_pack_dir);
     let pack = RulePack::load(&dir)
         .with_context(|| format!("loading the rule pack in {}", dir.display()))?;
     Ok(Arc::new(pack))

@@ -51,7 +51,8 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
                         kb.id()
                     );
                 }
-                let program = Program::compile(pack.clone(), kb, &ProgramOptions::default()).await?;
+                let program =
+                    Program::compile(pack.clone(), kb, &ProgramOptions::default()).await?;
                 println!(
                     "{}: {} rules compiled against KB {} ({} cases)",
                     pack.version_label(),
@@ -89,7 +90,11 @@ async fn test(engine: &Engine, only_failures: bool) -> anyhow::Result<ExitCode> 
             rule.cases.len(),
             rule.positives(),
             rule.negatives(),
-            if rule.covered() { "" } else { " — needs ≥2 positive and ≥2 negative cases" }
+            if rule.covered() {
+                ""
+            } else {
+                " — needs ≥2 positive and ≥2 negative cases"
+            }
         );
         for case in rule.cases.iter().filter(|c| !c.passed) {
             println!("    FAIL {}: {}", case.name, case.message);

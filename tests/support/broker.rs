@@ -92,17 +92,21 @@ impl Broker {
         let probe = self.metadata_client();
         let topic = topic.to_string();
         tokio::task::block_in_place(|| {
-            wait_until(Duration::from_secs(20), &format!("topic {topic} visible"), || {
-                probe
-                    .fetch_metadata(Some(&topic), Duration::from_secs(2))
-                    .ok()
-                    .and_then(|md| {
-                        md.topics().iter().find(|t| t.name() == topic).map(|t| {
-                            t.error().is_none() && t.partitions().len() == partitions as usize
+            wait_until(
+                Duration::from_secs(20),
+                &format!("topic {topic} visible"),
+                || {
+                    probe
+                        .fetch_metadata(Some(&topic), Duration::from_secs(2))
+                        .ok()
+                        .and_then(|md| {
+                            md.topics().iter().find(|t| t.name() == topic).map(|t| {
+                                t.error().is_none() && t.partitions().len() == partitions as usize
+                            })
                         })
-                    })
-                    .unwrap_or(false)
-            })
+                        .unwrap_or(false)
+                },
+            )
         });
     }
 
@@ -113,7 +117,10 @@ impl Broker {
             let text = std::fs::read_to_string(self.log_path(start)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let from = lines.len().saturating_sub(40);
-            out.push_str(&format!("--- tansu run {start} ---\n{}\n", lines[from..].join("\n")));
+            out.push_str(&format!(
+                "--- tansu run {start} ---\n{}\n",
+                lines[from..].join("\n")
+            ));
         }
         out
     }
@@ -143,13 +150,20 @@ impl Broker {
             .stderr(Stdio::from(err_log))
             .spawn()
             .unwrap_or_else(|err| {
-                panic!("cannot start {}: {err}; {INSTALL_HINT}", self.binary.display())
+                panic!(
+                    "cannot start {}: {err}; {INSTALL_HINT}",
+                    self.binary.display()
+                )
             });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         // The port first, then a metadata round trip.
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!(
                     "tansu exited at start ({status}) on port {}:\n{}",
                     self.port,
@@ -166,9 +180,11 @@ impl Broker {
         }
         let probe = self.metadata_client();
         let tail = self.log_tail();
-        wait_until(Duration::from_secs(30), &format!("tansu metadata ({tail})"), || {
-            probe.fetch_metadata(None, Duration::from_secs(2)).is_ok()
-        });
+        wait_until(
+            Duration::from_secs(30),
+            &format!("tansu metadata ({tail})"),
+            || probe.fetch_metadata(None, Duration::from_secs(2)).is_ok(),
+        );
     }
 
     fn metadata_client(&self) -> BaseConsumer {
@@ -199,18 +215,29 @@ pub fn tansu_binary() -> PathBuf {
         .into_iter()
         .chain(
             std::env::var_os("PATH")
-                .map(|path| std::env::split_paths(&path).map(|d| d.join("tansu")).collect::<Vec<_>>())
+                .map(|path| {
+                    std::env::split_paths(&path)
+                        .map(|d| d.join("tansu"))
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default(),
         )
         .chain(std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo/bin/tansu")))
         .collect();
     let Some(binary) = candidates.into_iter().find(|p| p.is_file()) else {
-        panic!("the Kafka tests need the tansu broker, which was not found (TANSU_BIN, PATH, ~/.cargo/bin); {INSTALL_HINT}");
+        panic!(
+            "the Kafka tests need the tansu broker, which was not found (TANSU_BIN, PATH, ~/.cargo/bin); {INSTALL_HINT}"
+        );
     };
     let version = Command::new(&binary)
         .arg("--version")
         .output()
-        .unwrap_or_else(|err| panic!("cannot run {} --version: {err}; {INSTALL_HINT}", binary.display()));
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot run {} --version: {err}; {INSTALL_HINT}",
+                binary.display()
+            )
+        });
     let text = String::from_utf8_lossy(&version.stdout);
     assert!(
         text.contains(TANSU_VERSION),
@@ -230,7 +257,10 @@ fn free_port() -> u16 {
 pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -24,8 +24,9 @@ use tokio::task::JoinHandle;
 
 /// The national pack and KB compiled into an engine (wall clock, as `stream` runs).
 pub async fn national_engine() -> Engine {
-    let pack = RulePack::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("rule-base/packs/national"))
-        .expect("national pack loads");
+    let pack =
+        RulePack::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("rule-base/packs/national"))
+            .expect("national pack loads");
     let kb = fundwatch_kb::national().expect("national KB loads");
     let program = Program::compile(Arc::new(pack), Arc::new(kb), &ProgramOptions::default())
         .await
@@ -198,7 +199,9 @@ pub fn pipeline_config(bootstrap: &str, topics: &Topics, group: &str) -> KafkaCo
         ("heartbeat.interval.ms", "500"),
         ("fetch.wait.max.ms", "50"),
     ] {
-        config.consumer.insert(key.into(), Setting::Text(value.into()));
+        config
+            .consumer
+            .insert(key.into(), Setting::Text(value.into()));
     }
     config
 }
@@ -307,7 +310,10 @@ impl Collector {
     pub fn start(bootstrap: &str, topic: &str) -> Self {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
-            .set("group.id", format!("collector-{topic}-{}", std::process::id()))
+            .set(
+                "group.id",
+                format!("collector-{topic}-{}", std::process::id()),
+            )
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "50")
@@ -335,7 +341,9 @@ impl Collector {
                             })
                             .unwrap_or_default();
                         let collected = Collected {
-                            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                            key: message
+                                .key()
+                                .map(|k| String::from_utf8_lossy(k).into_owned()),
                             payload: message.payload().unwrap_or_default().to_vec(),
                             headers,
                         };
@@ -398,7 +406,10 @@ pub fn jr_ids(collected: &[Collected]) -> BTreeSet<String> {
 pub async fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

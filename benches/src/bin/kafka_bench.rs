@@ -99,9 +99,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let pack = fundwatch_benches::national_pack();
     let kb = fundwatch_benches::national_kb();
-    let program = Program::compile(Arc::clone(&pack), Arc::clone(&kb), &ProgramOptions::default())
-        .await
-        .context("compiling the national pack")?;
+    let program = Program::compile(
+        Arc::clone(&pack),
+        Arc::clone(&kb),
+        &ProgramOptions::default(),
+    )
+    .await
+    .context("compiling the national pack")?;
     eprintln!(
         "engine: {} rules of {}, KB {}",
         program.rules().len(),
@@ -140,7 +144,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut engine_rate = None;
     if !args.latency_only {
         let raw = throughput(&brokers, &args, "raw", Processor::Forward, &events).await?;
-        let eng = throughput(&brokers, &args, "engine", Processor::Evaluate(engine.clone()), &events).await?;
+        let eng = throughput(
+            &brokers,
+            &args,
+            "engine",
+            Processor::Evaluate(engine.clone()),
+            &events,
+        )
+        .await?;
         println!(
             "raw pipe: {:.0} events/s; engine: {:.0} events/s ({} alerts, {:.1} ms mean per batch of {:.0} events, evaluate {:.1} ms of it); engine/raw = {:.0}%",
             raw.rate,
@@ -309,13 +320,19 @@ async fn latency(
             let Some(seq) = message
                 .payload()
                 .and_then(|p| serde_json::from_slice::<Value>(p).ok())
-                .and_then(|v| v["task_id"].as_str().and_then(|t| t.strip_prefix('B')?.parse().ok()))
+                .and_then(|v| {
+                    v["task_id"]
+                        .as_str()
+                        .and_then(|t| t.strip_prefix('B')?.parse().ok())
+                })
             else {
                 continue;
             };
-            sink.lock().map(|mut m| {
-                m.entry(seq).or_insert(now);
-            }).ok();
+            sink.lock()
+                .map(|mut m| {
+                    m.entry(seq).or_insert(now);
+                })
+                .ok();
         }
     });
 
@@ -325,7 +342,9 @@ async fn latency(
     let mut warmups = 0u64;
     while metrics.messages_done.get() == 0 {
         warmups += 1;
-        let record = FutureRecord::to(&config.input_topic).key("warmup").payload("{}");
+        let record = FutureRecord::to(&config.input_topic)
+            .key("warmup")
+            .payload("{}");
         let _ = producer.send_result(record);
         tokio::time::sleep(Duration::from_millis(200)).await;
         if warm.elapsed() > Duration::from_secs(60) {
@@ -333,7 +352,10 @@ async fn latency(
         }
     }
 
-    eprintln!("latency: {total} events at {rate:.0} events/s for {} s", args.duration);
+    eprintln!(
+        "latency: {total} events at {rate:.0} events/s for {} s",
+        args.duration
+    );
     let start = Instant::now();
     let mut due_times = Vec::with_capacity(total);
     for (i, (key, json)) in events.iter().enumerate() {
@@ -355,7 +377,9 @@ async fn latency(
     let produced = start.elapsed();
     // Let the tail drain (bounded).
     let drain = Instant::now();
-    while metrics.messages_done.get() < total as u64 + warmups && drain.elapsed() < Duration::from_secs(30) {
+    while metrics.messages_done.get() < total as u64 + warmups
+        && drain.elapsed() < Duration::from_secs(30)
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -386,7 +410,8 @@ async fn latency(
             / metrics.event_to_alert_seconds.get_sample_count().max(1) as f64,
         metrics.evaluate_seconds.get_sample_sum() * 1000.0
             / metrics.evaluate_seconds.get_sample_count().max(1) as f64,
-        metrics.batch_events.get_sample_sum() / metrics.batch_events.get_sample_count().max(1) as f64,
+        metrics.batch_events.get_sample_sum()
+            / metrics.batch_events.get_sample_count().max(1) as f64,
     );
     Ok(())
 }
@@ -413,7 +438,13 @@ impl Tansu {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&binary)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -404,16 +404,17 @@ impl KafkaConfig {
         }
         check_reserved("consumer", &self.consumer, CONSUMER_RESERVED)?;
         check_reserved("producer", &self.producer, PRODUCER_RESERVED)?;
-        let max_poll_ms = match self.consumer.get("max.poll.interval.ms") {
-            None => 300_000,
-            Some(value) => value.to_string().trim().parse::<u64>().map_err(|_| {
-                KafkaConfigError::Invalid {
-                    key: "kafka.consumer.\"max.poll.interval.ms\"".into(),
-                    value: value.to_string(),
-                    reason: "expected milliseconds".into(),
-                }
-            })?,
-        };
+        let max_poll_ms =
+            match self.consumer.get("max.poll.interval.ms") {
+                None => 300_000,
+                Some(value) => value.to_string().trim().parse::<u64>().map_err(|_| {
+                    KafkaConfigError::Invalid {
+                        key: "kafka.consumer.\"max.poll.interval.ms\"".into(),
+                        value: value.to_string(),
+                        reason: "expected milliseconds".into(),
+                    }
+                })?,
+            };
         if self.drain_timeout_ms >= max_poll_ms {
             return Err(KafkaConfigError::DrainTooLong {
                 drain_ms: self.drain_timeout_ms,
@@ -498,7 +499,10 @@ mod tests {
         kafka.validate().expect("valid");
         assert_eq!(kafka.batch, BatchConfig::default());
         assert_eq!(engine, EngineSection::default());
-        assert_eq!(kafka.consumer_settings()["enable.auto.offset.store"], "false");
+        assert_eq!(
+            kafka.consumer_settings()["enable.auto.offset.store"],
+            "false"
+        );
     }
 
     #[test]
@@ -565,7 +569,8 @@ mod tests {
         let err = StreamConfig::from_toml("[kafka]\nbrokers = \"k\"\nbatch_size = 3\n", "f.toml")
             .expect_err("unknown key");
         assert!(err.to_string().contains("batch_size"), "{err}");
-        let err = StreamConfig::from_toml("[http]\naddr = \"x\"\n", "f.toml").expect_err("no kafka");
+        let err =
+            StreamConfig::from_toml("[http]\naddr = \"x\"\n", "f.toml").expect_err("no kafka");
         assert!(err.to_string().contains("no [kafka] table"), "{err}");
         let mut kafka = KafkaConfig::new("k:9092");
         kafka.alerts_topic = kafka.input_topic.clone();

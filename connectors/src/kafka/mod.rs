@@ -29,7 +29,9 @@ pub mod pipeline;
 mod sink;
 mod source;
 
-pub use config::{BatchConfig, EngineSection, KafkaConfig, KafkaConfigError, Setting, StreamConfig};
+pub use config::{
+    BatchConfig, EngineSection, KafkaConfig, KafkaConfigError, Setting, StreamConfig,
+};
 pub use metrics::KafkaMetrics;
 pub use pipeline::{
     DLQ_HEADERS, JR_ID_HEADER, PipelineError, PipelineHandle, PipelineReport, Processor,

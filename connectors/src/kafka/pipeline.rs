@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fundwatch_engine::{Alert, DecodeError, Engine, Event, decode_event};
-use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
+use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::KafkaError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -166,9 +166,7 @@ impl PipelineHandle {
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<PipelineReport, PipelineError> {
-        let PipelineHandle {
-            stop, mut task, ..
-        } = self;
+        let PipelineHandle { stop, mut task, .. } = self;
         let ended = tokio::select! {
             () = shutdown => None,
             result = &mut task => Some(result),
@@ -211,11 +209,12 @@ pub fn start(
         &config.input_topic,
         config.drain_timeout(),
     ));
-    let sink = Sink::new(config.producer_settings(), metrics.clone(), stop_rx.clone())
-        .map_err(|source| PipelineError::Client {
+    let sink = Sink::new(config.producer_settings(), metrics.clone(), stop_rx.clone()).map_err(
+        |source| PipelineError::Client {
             client: "producer",
             source,
-        })?;
+        },
+    )?;
     let consumer = source::create_consumer(&config.consumer_settings(), Arc::clone(&shared))
         .map_err(|source| PipelineError::Client {
             client: "consumer",
@@ -239,7 +238,9 @@ pub fn start(
                     Ok(runtime) => {
                         runtime.block_on(source::consume(consumer, shared, record_tx, stop))
                     }
-                    Err(err) => tracing::error!(error = %err, "cannot start the consumer's runtime"),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot start the consumer's runtime")
+                    }
                 }
             })
             .map_err(PipelineError::Thread)?
@@ -479,7 +480,9 @@ impl Batcher {
                 None => Err(DecodeError {
                     path: "$".into(),
                     value: None,
-                    reason: "the message has no value (a tombstone?); expected a 3101/3102 JSON request".into(),
+                    reason:
+                        "the message has no value (a tombstone?); expected a 3101/3102 JSON request"
+                            .into(),
                 }),
             })
             .collect();
@@ -604,7 +607,8 @@ impl Batcher {
     fn alert_message(&self, alert: &Alert) -> (OutMessage, SendKind) {
         // An `Alert` is plain strings and numbers: serialising cannot fail.
         let payload = serde_json::to_vec(alert).unwrap_or_default();
-        let key = (!alert.fixmedins_code.is_empty()).then(|| alert.fixmedins_code.as_bytes().to_vec());
+        let key =
+            (!alert.fixmedins_code.is_empty()).then(|| alert.fixmedins_code.as_bytes().to_vec());
         (
             OutMessage {
                 topic: Arc::clone(&self.alerts_topic),
@@ -757,7 +761,9 @@ async fn finish(
         let err = DecodeError {
             path: "$".into(),
             value: None,
-            reason: format!("an alert of this message cannot be written to the alerts topic: {reason}"),
+            reason: format!(
+                "an alert of this message cannot be written to the alerts topic: {reason}"
+            ),
         };
         let (message, _) = dead_letter_message(&dlq_topic, &record, "produce", &err);
         match sink.deliver(&message, None).await {
@@ -778,7 +784,9 @@ async fn finish(
         }
         None => record.received.elapsed(),
     };
-    metrics.event_to_alert_seconds.observe(latency.as_secs_f64());
+    metrics
+        .event_to_alert_seconds
+        .observe(latency.as_secs_f64());
     Some(record.ticket)
 }
 

@@ -144,7 +144,8 @@ impl Sink {
         let mut backoff = Duration::from_millis(1);
         loop {
             let producer = self.producer();
-            let mut record = FutureRecord::<[u8], [u8]>::to(&message.topic).payload(&message.payload);
+            let mut record =
+                FutureRecord::<[u8], [u8]>::to(&message.topic).payload(&message.payload);
             if let Some(key) = &message.key {
                 record = record.key(key.as_slice());
             }

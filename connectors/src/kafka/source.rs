@@ -331,7 +331,11 @@ impl Committer {
                 }
             }
             match self.consumer.store_offsets(&tpl) {
-                Ok(()) => self.shared.metrics.offsets_stored.inc_by(positions.len() as u64),
+                Ok(()) => self
+                    .shared
+                    .metrics
+                    .offsets_stored
+                    .inc_by(positions.len() as u64),
                 // A partition revoked in the meantime cannot be stored: its next
                 // owner reads from the last commit (at-least-once).
                 Err(err) => tracing::debug!(error = %err, "offset store refused"),
@@ -349,7 +353,9 @@ impl Committer {
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => {}
             Err(err) if err.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
-            Err(err) => tracing::warn!(error = %err, "final offset commit failed; some messages will be read again"),
+            Err(err) => {
+                tracing::warn!(error = %err, "final offset commit failed; some messages will be read again")
+            }
         }
     }
 }
@@ -400,9 +406,9 @@ pub(crate) async fn consume(
                 // The same error repeats while a broker is away: say it once a
                 // minute.
                 let text = err.to_string();
-                let repeat = last_error
-                    .as_ref()
-                    .is_some_and(|(last, at)| *last == text && at.elapsed() < Duration::from_secs(60));
+                let repeat = last_error.as_ref().is_some_and(|(last, at)| {
+                    *last == text && at.elapsed() < Duration::from_secs(60)
+                });
                 if !repeat {
                     tracing::warn!(error = %text, topic = %shared.input_topic, "Kafka consumer error (librdkafka retries by itself; if the topic is missing, create it)");
                     last_error = Some((text, Instant::now()));

@@ -499,8 +499,22 @@ impl Catalog {
         };
         Arc::clone(pools.entry(*ctx).or_insert_with(|| {
             let mut pool = Pool::default();
+            // Children get children's drugs (the lists' 儿童 classes) and no
+            // sex-specific items: compliant is not enough to be plausible.
+            let minor = matches!(ctx.band, Band::Newborn | Band::Infant | Band::Child);
             for (i, info) in self.codes.iter().enumerate() {
                 if !info.need.allows(ctx) {
+                    continue;
+                }
+                if minor
+                    && match info.kind {
+                        Kind::Drug => {
+                            !info.is_in(Class::DrugChildOnly)
+                                && !info.is_in(Class::DrugChildLimited)
+                        }
+                        _ => info.is_in(Class::ItemSex),
+                    }
+                {
                     continue;
                 }
                 match info.kind {

@@ -207,3 +207,6 @@ pub(crate) const COMMON_DIAGNOSES: [(&str, &str); 30] = [
     ("F32.900", "抑郁发作"),
     ("G43.900", "偏头痛"),
 ];
+
+/// Indexes into [`COMMON_DIAGNOSES`] of the ones plausible for children.
+pub(crate) const PEDIATRIC_DIAGNOSES: [usize; 11] = [2, 3, 12, 16, 17, 18, 19, 20, 21, 22, 23];

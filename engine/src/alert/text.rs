@@ -56,13 +56,19 @@ mod tests {
 
     #[test]
     fn templates_fill_known_and_keep_unknown_placeholders() {
-        let text = fill_template("{item}限{limit}使用，与患者性别({fact})不符{nope}", |k| match k {
-            "item" => Some("左炔诺孕酮宫内节育系统".into()),
-            "limit" => Some("女性".into()),
-            "fact" => Some("男".into()),
-            _ => None,
-        });
-        assert_eq!(text, "左炔诺孕酮宫内节育系统限女性使用，与患者性别(男)不符{nope}");
+        let text = fill_template(
+            "{item}限{limit}使用，与患者性别({fact})不符{nope}",
+            |k| match k {
+                "item" => Some("左炔诺孕酮宫内节育系统".into()),
+                "limit" => Some("女性".into()),
+                "fact" => Some("男".into()),
+                _ => None,
+            },
+        );
+        assert_eq!(
+            text,
+            "左炔诺孕酮宫内节育系统限女性使用，与患者性别(男)不符{nope}"
+        );
         assert_eq!(fill_template("no braces {", |_| None), "no braces {");
     }
 

@@ -90,7 +90,10 @@ impl EventBatch {
                         diagnoses.push(&key, &diag.dise_codg, diag.maindise_flag);
                     }
                     if !enc.dscg_main_dise_codg.is_empty()
-                        && !enc.diagnoses.iter().any(|d| d.dise_codg == enc.dscg_main_dise_codg)
+                        && !enc
+                            .diagnoses
+                            .iter()
+                            .any(|d| d.dise_codg == enc.dscg_main_dise_codg)
                     {
                         diagnoses.push(&key, &enc.dscg_main_dise_codg, true);
                     }
@@ -305,7 +308,8 @@ impl ContextColumns {
             (Some(b), Some(d)) => age_on(b, d),
             _ => None,
         };
-        self.age_years.append_option(age.map(|(years, _)| years as f64));
+        self.age_years
+            .append_option(age.map(|(years, _)| years as f64));
         self.age_days.append_option(age.map(|(_, days)| days));
         self.poolarea.append_value(&norm.poolarea);
     }

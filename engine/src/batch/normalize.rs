@@ -51,7 +51,9 @@ pub fn normalize_encounter(patient: &Patient, enc: &Encounter, dicts: &Dictionar
         .lookup("med_mdtrt_type", area, &enc.med_mdtrt_type)
         .or_else(|| dicts.lookup("med_type_setting", area, &enc.med_type))
         .and_then(|v| v.parse().ok());
-    let internet = dicts.lookup("internet_med_type", area, &enc.med_type).is_some()
+    let internet = dicts
+        .lookup("internet_med_type", area, &enc.med_type)
+        .is_some()
         || dicts
             .lookup("internet_medins_type", area, &enc.medins_type)
             .is_some();
@@ -90,7 +92,10 @@ mod tests {
     fn age_counts_completed_years_and_days() {
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
         assert_eq!(age_on(d("2000-06-15"), d("2018-06-14")), Some((17, 6573)));
-        assert_eq!(age_on(d("2000-06-15"), d("2018-06-15")).map(|a| a.0), Some(18));
+        assert_eq!(
+            age_on(d("2000-06-15"), d("2018-06-15")).map(|a| a.0),
+            Some(18)
+        );
         assert_eq!(age_on(d("2026-03-01"), d("2026-03-01")), Some((0, 0)));
         assert_eq!(age_on(d("2026-03-02"), d("2026-03-01")), None);
     }

@@ -246,7 +246,9 @@ impl KbFunction {
                 let codes = arrays[1].as_string::<i32>();
                 let mut out = BooleanBuilder::with_capacity(rows);
                 for i in 0..rows {
-                    out.append_value(!codes.is_null(i) && self.kb.in_any_pair(class, codes.value(i)));
+                    out.append_value(
+                        !codes.is_null(i) && self.kb.in_any_pair(class, codes.value(i)),
+                    );
                 }
                 Arc::new(out.finish())
             }
@@ -255,7 +257,10 @@ impl KbFunction {
                 let rows_in = arrays[0].as_primitive::<Int64Type>();
                 let mut out = StringBuilder::with_capacity(rows, rows * 8);
                 for i in 0..rows {
-                    match (!rows_in.is_null(i)).then(|| self.point(rows_in.value(i))).flatten() {
+                    match (!rows_in.is_null(i))
+                        .then(|| self.point(rows_in.value(i)))
+                        .flatten()
+                    {
                         Some(point) => out.append_option(str_field(point, &field)?),
                         None => out.append_null(),
                     }
@@ -267,7 +272,10 @@ impl KbFunction {
                 let rows_in = arrays[0].as_primitive::<Int64Type>();
                 let mut out = Float64Builder::with_capacity(rows);
                 for i in 0..rows {
-                    match (!rows_in.is_null(i)).then(|| self.point(rows_in.value(i))).flatten() {
+                    match (!rows_in.is_null(i))
+                        .then(|| self.point(rows_in.value(i)))
+                        .flatten()
+                    {
                         Some(point) => out.append_option(num_field(point, &field)?),
                         None => out.append_null(),
                     }
@@ -279,7 +287,10 @@ impl KbFunction {
                 let rows_in = arrays[0].as_primitive::<Int64Type>();
                 let mut out = BooleanBuilder::with_capacity(rows);
                 for i in 0..rows {
-                    match (!rows_in.is_null(i)).then(|| self.point(rows_in.value(i))).flatten() {
+                    match (!rows_in.is_null(i))
+                        .then(|| self.point(rows_in.value(i)))
+                        .flatten()
+                    {
                         Some(point) => out.append_option(flag_field(point, &field)?),
                         None => out.append_null(),
                     }
@@ -299,14 +310,16 @@ impl KbFunction {
                     let matched = self
                         .point(rows_in.value(i))
                         .and_then(|p| p.condition.as_ref())
-                        .is_some_and(|c| c.dx_prefixes.iter().any(|p| code.starts_with(p.as_str())));
+                        .is_some_and(|c| {
+                            c.dx_prefixes.iter().any(|p| code.starts_with(p.as_str()))
+                        });
                     out.append_value(matched);
                 }
                 Arc::new(out.finish())
             }
             Kind::Param => {
                 let name = constant(arrays, 0, "param name")?;
-                if self.params.defaults.get(&name).is_none() {
+                if !self.params.defaults.contains_key(&name) {
                     return exec_err!("param: the pack declares no parameter `{name}`");
                 }
                 let areas = arrays[1].as_string::<i32>();

@@ -107,7 +107,9 @@ impl OutputColumns {
             match schema.index_of(name) {
                 Ok(idx) => {
                     let actual = schema.field(idx).data_type();
-                    if *actual != ty && *actual != DataType::Null {
+                    let text_like = ty == DataType::Utf8
+                        && matches!(actual, DataType::Utf8View | DataType::LargeUtf8);
+                    if *actual != ty && *actual != DataType::Null && !text_like {
                         return Err(format!(
                             "output column `{name}` is {actual}, expected {ty} (add a CAST)"
                         ));
@@ -146,7 +148,8 @@ pub struct Finding {
     pub event_idx: u32,
     /// `orders.line_id`, `None` for encounter-level findings.
     pub line_id: Option<u64>,
-    /// Grouping key (rows with the same key in one event form one alert).
+    /// Grouping key (rows with the same key in one event form one alert); empty:
+    /// one alert per line, keyed by the line's `mdtrt_id`/`rx_id`.
     pub alert_key: String,
     /// 1 违规项, 2 涉及项.
     pub item_type: u8,
@@ -196,10 +199,22 @@ impl Program {
             .with_information_schema(false);
         // Dynamic filters are state inside the plan that `reset_plan_states` cannot
         // reset; kept plans must not use them.
-        config.options_mut().optimizer.enable_dynamic_filter_pushdown = false;
-        config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
-        config.options_mut().optimizer.enable_topk_dynamic_filter_pushdown = false;
-        config.options_mut().optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+        config
+            .options_mut()
+            .optimizer
+            .enable_dynamic_filter_pushdown = false;
+        config
+            .options_mut()
+            .optimizer
+            .enable_join_dynamic_filter_pushdown = false;
+        config
+            .options_mut()
+            .optimizer
+            .enable_topk_dynamic_filter_pushdown = false;
+        config
+            .options_mut()
+            .optimizer
+            .enable_aggregate_dynamic_filter_pushdown = false;
         config.options_mut().optimizer.repartition_joins = false;
         config.options_mut().optimizer.repartition_aggregations = false;
         config.options_mut().optimizer.repartition_windows = false;
@@ -262,7 +277,11 @@ impl Program {
 
     /// Days of history the enabled rules need (the largest `history_days`).
     pub fn history_days(&self) -> u32 {
-        self.rules.iter().map(|r| r.rule.history_days).max().unwrap_or(0)
+        self.rules
+            .iter()
+            .map(|r| r.rule.history_days)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The pack.
@@ -319,11 +338,18 @@ impl Program {
 
 fn read_findings(rule: usize, cols: &OutputColumns, batch: &RecordBatch, out: &mut Vec<Finding>) {
     let int = |idx: usize| batch.column(idx).as_primitive_opt::<Int64Type>().cloned();
-    let text = |idx: Option<usize>| idx.and_then(|i| batch.column(i).as_string_opt::<i32>().cloned());
+    // Text columns may come as Utf8View or LargeUtf8 (CAST, string_agg): read as Utf8.
+    let text = |idx: Option<usize>| {
+        idx.and_then(|i| arrow::compute::cast(batch.column(i), &DataType::Utf8).ok())
+            .and_then(|a| a.as_string_opt::<i32>().cloned())
+    };
     let (Some(events), Some(lines)) = (int(cols.event_idx), int(cols.line_id)) else {
         return;
     };
-    let amounts = batch.column(cols.vola_amt).as_primitive_opt::<Float64Type>().cloned();
+    let amounts = batch
+        .column(cols.vola_amt)
+        .as_primitive_opt::<Float64Type>()
+        .cloned();
     let kps = cols.kp.and_then(int);
     let item_types = cols.item_type.and_then(int);
     let facts = text(cols.fact);
@@ -340,8 +366,9 @@ fn read_findings(rule: usize, cols: &OutputColumns, batch: &RecordBatch, out: &m
             continue;
         }
         let line_id = (!lines.is_null(i)).then(|| lines.value(i) as u64);
-        let alert_key = opt_text(&keys, i)
-            .unwrap_or_else(|| line_id.map(|l| l.to_string()).unwrap_or_default());
+        // Empty key: the engine keys the alert by the line's (mdtrt_id, rx_id), which,
+        // unlike line_id, does not depend on the batch the event was in.
+        let alert_key = opt_text(&keys, i).unwrap_or_default();
         out.push(Finding {
             rule,
             event_idx: events.value(i) as u32,

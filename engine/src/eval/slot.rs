@@ -141,12 +141,13 @@ impl ExecutionPlan for SlotExec {
             .ok_or_else(|| {
                 DataFusionError::Internal("SlotExec executed without a CurrentBatch".into())
             })?;
-        let batch = current.0.table(self.table).clone();
-        let stream = MemoryStream::try_new(
-            vec![batch],
-            table_schema(self.table),
-            self.projection.clone(),
-        )?;
+        let full = current.0.table(self.table);
+        let batch = match &self.projection {
+            Some(columns) => full.project(columns)?,
+            None => full.clone(),
+        };
+        // The stream advertises the projected schema, which is what parents expect.
+        let stream = MemoryStream::try_new(vec![batch], self.schema(), None)?;
         Ok(Box::pin(stream))
     }
 }

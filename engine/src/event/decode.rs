@@ -39,9 +39,8 @@ impl DecodeError {
 /// Decodes one request from bytes: the full envelope (`{infno, …, input:{data}}`),
 /// `{data:{…}}`, or the bare `data` object.
 pub fn decode_event(bytes: &[u8]) -> Result<Event, DecodeError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|err| {
-        DecodeError::new("$", None, format!("not valid JSON: {err}"))
-    })?;
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|err| DecodeError::new("$", None, format!("not valid JSON: {err}")))?;
     decode_value(&value)
 }
 
@@ -78,7 +77,10 @@ fn join(base: &str, field: &str) -> String {
 }
 
 fn envelope(root: &Map<String, Value>) -> Result<Envelope, DecodeError> {
-    let f = Fields { obj: root, path: "" };
+    let f = Fields {
+        obj: root,
+        path: "",
+    };
     Ok(Envelope {
         infno: f.string("infno")?,
         msgid: f.string("msgid")?,
@@ -92,12 +94,20 @@ fn envelope(root: &Map<String, Value>) -> Result<Envelope, DecodeError> {
 
 fn data_object(value: &Value, path: &str) -> Result<Event, DecodeError> {
     let obj = value.as_object().ok_or_else(|| {
-        DecodeError::new(if path.is_empty() { "$" } else { path }, Some(value), "expected an object")
+        DecodeError::new(
+            if path.is_empty() { "$" } else { path },
+            Some(value),
+            "expected an object",
+        )
     })?;
     let f = Fields { obj, path };
     let patients_path = join(path, "patient_dtos");
     let patients = f.array("patient_dtos")?.ok_or_else(|| {
-        DecodeError::new(&patients_path, None, "missing: a request needs at least one patient")
+        DecodeError::new(
+            &patients_path,
+            None,
+            "missing: a request needs at least one patient",
+        )
     })?;
     if patients.is_empty() {
         return Err(DecodeError::new(
@@ -565,7 +575,10 @@ mod tests {
 
         let mut bad = minimal();
         bad["patient_dtos"][0]["brdy"] = json!("1980-13-45");
-        assert_eq!(decode_value(&bad).expect_err("bad date").path, "patient_dtos[0].brdy");
+        assert_eq!(
+            decode_value(&bad).expect_err("bad date").path,
+            "patient_dtos[0].brdy"
+        );
 
         let mut bad = minimal();
         bad["patient_dtos"][0]["curr_mdtrt_id"] = json!("M9");

@@ -33,7 +33,9 @@ pub enum HistoryError {
         source: io::Error,
     },
     /// The snapshot is not valid (not a truncated write: those never get renamed).
-    #[error("history snapshot {path} is corrupt: {message}; move it away to rebuild from the input")]
+    #[error(
+        "history snapshot {path} is corrupt: {message}; move it away to rebuild from the input"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -86,7 +88,11 @@ impl DurableHistory {
 
     /// Opens (or creates) the history persisted in `dir`, recovering snapshot + log.
     /// `snapshot_every`: events between snapshots.
-    pub fn open(dir: &Path, retention_days: u32, snapshot_every: u64) -> Result<Self, HistoryError> {
+    pub fn open(
+        dir: &Path,
+        retention_days: u32,
+        snapshot_every: u64,
+    ) -> Result<Self, HistoryError> {
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| HistoryError::Io { path, source }
@@ -95,15 +101,18 @@ impl DurableHistory {
         let snap_path = dir.join("snapshot.json");
         let (mut store, mut position) = match File::open(&snap_path) {
             Ok(file) => {
-                let snap: Snapshot = serde_json::from_reader(BufReader::new(file)).map_err(|err| {
-                    HistoryError::Corrupt {
-                        path: snap_path.clone(),
-                        message: err.to_string(),
-                    }
-                })?;
+                let snap: Snapshot =
+                    serde_json::from_reader(BufReader::new(file)).map_err(|err| {
+                        HistoryError::Corrupt {
+                            path: snap_path.clone(),
+                            message: err.to_string(),
+                        }
+                    })?;
                 (snap.store, snap.position)
             }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => (HistoryStore::new(retention_days), None),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                (HistoryStore::new(retention_days), None)
+            }
             Err(err) => return Err(io_err(&snap_path)(err)),
         };
         store.retention_days = retention_days;
@@ -204,7 +213,9 @@ impl DurableHistory {
             serde_json::to_writer(&mut writer, &snap)
                 .map_err(io::Error::other)
                 .map_err(io_err(&tmp))?;
-            let file = writer.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+            let file = writer
+                .into_inner()
+                .map_err(|e| io_err(&tmp)(e.into_error()))?;
             file.sync_all().map_err(io_err(&tmp))?;
         }
         fs::rename(&tmp, &snap_path).map_err(io_err(&snap_path))?;
@@ -244,7 +255,11 @@ mod tests {
     #[test]
     fn log_and_snapshot_survive_reopen_and_a_torn_tail_is_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (a, b, c) = (event("P1", "M1", "R1", 1), event("P1", "M2", "R2", 2), event("P2", "M3", "R3", 3));
+        let (a, b, c) = (
+            event("P1", "M1", "R1", 1),
+            event("P1", "M2", "R2", 2),
+            event("P2", "M3", "R3", 3),
+        );
         {
             let mut h = DurableHistory::open(dir.path(), 30, 2).expect("open");
             h.apply(&[&a], Some(1)).expect("apply");
@@ -263,7 +278,10 @@ mod tests {
         assert_eq!(p1.lines.len(), 2, "upsert, not duplicate: {:?}", p1.lines);
         assert_eq!(p1.encounters.len(), 2);
         assert!(h.store().person("P2").is_some());
-        assert_eq!(h.store().trace_codes.get("TC-R1").map(|u| u.rx_id.as_str()), Some("R1"));
+        assert_eq!(
+            h.store().trace_codes.get("TC-R1").map(|u| u.rx_id.as_str()),
+            Some("R1")
+        );
     }
 
     #[test]
@@ -272,7 +290,10 @@ mod tests {
         store.apply(&event("P1", "M1", "R1", 1));
         store.apply(&event("P2", "M2", "R2", 25));
         store.prune();
-        assert!(store.person("P1").is_none(), "24 days old with 10 days retention");
+        assert!(
+            store.person("P1").is_none(),
+            "24 days old with 10 days retention"
+        );
         assert!(store.person("P2").is_some());
         let mut none = HistoryStore::new(0);
         none.apply(&event("P1", "M1", "R1", 1));

@@ -32,5 +32,7 @@ mod store;
 mod tables;
 
 pub use durable::{DurableHistory, HistoryError};
-pub use store::{HistEncounter, HistLine, HistoryStore, PersonHistory, PersonRecord, TraceCodes, TraceUse};
+pub use store::{
+    HistEncounter, HistLine, HistoryStore, PersonHistory, PersonRecord, TraceCodes, TraceUse,
+};
 pub use tables::{HistoryTables, history_tables};

@@ -172,7 +172,11 @@ impl HistoryStore {
         let mut newest = self.newest_millis;
         for enc in &record.encounters {
             newest = newest.max(enc.adm_millis.unwrap_or(0));
-            match person.encounters.iter_mut().find(|e| e.mdtrt_id == enc.mdtrt_id) {
+            match person
+                .encounters
+                .iter_mut()
+                .find(|e| e.mdtrt_id == enc.mdtrt_id)
+            {
                 Some(existing) => *existing = enc.clone(),
                 None => person.encounters.push(enc.clone()),
             }
@@ -204,9 +208,9 @@ impl HistoryStore {
             person
                 .lines
                 .retain(|l| l.begn_millis.is_none_or(|t| t >= horizon));
-            person.encounters.retain(|e| {
-                e.dscg_millis.or(e.adm_millis).is_none_or(|t| t >= horizon)
-            });
+            person
+                .encounters
+                .retain(|e| e.dscg_millis.or(e.adm_millis).is_none_or(|t| t >= horizon));
             !person.lines.is_empty() || !person.encounters.is_empty()
         });
         self.trace_codes

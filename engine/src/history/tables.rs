@@ -10,7 +10,9 @@ use arrow::array::{
 };
 use fundwatch_rules::Dictionaries;
 
-use super::store::{HistEncounter, HistLine, HistoryStore, TraceUse, encounter_record, line_record};
+use super::store::{
+    HistEncounter, HistLine, HistoryStore, TraceUse, encounter_record, line_record,
+};
 use crate::batch::{TableName, table_schema};
 use crate::event::Event;
 
@@ -78,7 +80,13 @@ impl Builders {
         self.o_prd.append_option(line.prd_days);
     }
 
-    fn encounter(&mut self, event_idx: u32, patn_id: &str, enc: &HistEncounter, setting: Option<i32>) {
+    fn encounter(
+        &mut self,
+        event_idx: u32,
+        patn_id: &str,
+        enc: &HistEncounter,
+        setting: Option<i32>,
+    ) {
         self.e_event.append_value(i64::from(event_idx));
         self.e_patn.append_value(patn_id);
         self.e_mdtrt.append_value(&enc.mdtrt_id);
@@ -173,10 +181,17 @@ pub fn history_tables(
             let own_lines: HashSet<(&str, &str)> = patient
                 .encounters
                 .iter()
-                .flat_map(|e| e.orders.iter().map(move |o| (e.mdtrt_id.as_str(), o.rx_id.as_str())))
+                .flat_map(|e| {
+                    e.orders
+                        .iter()
+                        .map(move |o| (e.mdtrt_id.as_str(), o.rx_id.as_str()))
+                })
                 .collect();
-            let own_encounters: HashSet<&str> =
-                patient.encounters.iter().map(|e| e.mdtrt_id.as_str()).collect();
+            let own_encounters: HashSet<&str> = patient
+                .encounters
+                .iter()
+                .map(|e| e.mdtrt_id.as_str())
+                .collect();
             let stored = store.and_then(|s| s.person(&patient.patn_id));
             let earlier = in_batch.get(patient.patn_id.as_str());
             let mut seen_lines: HashSet<(String, String)> = HashSet::new();
@@ -236,16 +251,18 @@ pub fn history_tables(
                     for code in &order.trace_codes {
                         let known = store.is_some_and(|s| s.trace_codes.contains_key(code));
                         if !known {
-                            batch_traces.entry(code.clone()).or_insert_with(|| TraceUse {
-                                patn_id: patient.patn_id.clone(),
-                                mdtrt_id: enc.mdtrt_id.clone(),
-                                rx_id: order.rx_id.clone(),
-                                medins_id: enc.medins_id.clone(),
-                                millis: order
-                                    .drord_begn_date
-                                    .or(enc.adm_date)
-                                    .map(|t| t.and_utc().timestamp_millis()),
-                            });
+                            batch_traces
+                                .entry(code.clone())
+                                .or_insert_with(|| TraceUse {
+                                    patn_id: patient.patn_id.clone(),
+                                    mdtrt_id: enc.mdtrt_id.clone(),
+                                    rx_id: order.rx_id.clone(),
+                                    medins_id: enc.medins_id.clone(),
+                                    millis: order
+                                        .drord_begn_date
+                                        .or(enc.adm_date)
+                                        .map(|t| t.and_utc().timestamp_millis()),
+                                });
                         }
                     }
                 }
