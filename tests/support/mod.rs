@@ -22,8 +22,19 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+/// Logs to the test's output when `RUST_LOG` is set (e.g. `RUST_LOG=info`).
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// The national pack and KB compiled into an engine (wall clock, as `stream` runs).
 pub async fn national_engine() -> Engine {
+    init_logging();
     let pack =
         RulePack::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("rule-base/packs/national"))
             .expect("national pack loads");

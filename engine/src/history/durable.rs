@@ -82,7 +82,8 @@ impl DurableHistory {
             wal: None,
             position: None,
             since_snapshot: 0,
-            snapshot_every: u64::MAX,
+            // In memory a "snapshot" only prunes: keeps memory bounded by retention.
+            snapshot_every: 10_000,
         }
     }
 
