@@ -219,7 +219,10 @@ async fn http_gives_the_same_alerts_as_fundwatch_check() {
         ]
     );
 
-    // …then all at once, so they share micro-batches: the same alerts.
+    // …then all at once on a fresh server (history of its own), so they share
+    // micro-batches: the same alerts.
+    server.stop().await;
+    let server = Server::real_in_memory("").await;
     let addr = server.addr;
     let tasks: Vec<_> = lines
         .iter()

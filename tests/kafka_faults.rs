@@ -240,15 +240,16 @@ async fn max_poll_interval_exceeded_is_detected_and_counted() {
     let (engine, events, expected) = positive_events(20, "maxpoll").await;
     let mut config = cluster.config();
     // A pipeline that stalls (alerts cannot be acknowledged, queues of one) stops
-    // polling; librdkafka gives it 1.5 s.
+    // polling; librdkafka gives it 6 s (the mock coordinator's join takes ~3 s,
+    // so shorter intervals cannot even join).
     config.queue = 1;
     config.batch.max_events = 1;
     config.max_in_flight_batches = 1;
-    config.drain_timeout_ms = 500;
+    config.drain_timeout_ms = 2000;
     for (key, value) in [
-        ("max.poll.interval.ms", "1500"),
-        ("session.timeout.ms", "1500"),
-        ("heartbeat.interval.ms", "300"),
+        ("max.poll.interval.ms", "6000"),
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
     ] {
         config
             .consumer
@@ -265,13 +266,13 @@ async fn max_poll_interval_exceeded_is_detected_and_counted() {
     support::produce(&producer, &cluster.topics.input, &events).await;
 
     // The fault itself lasts a fixed time: the stall must outlast
-    // max.poll.interval.ms (1.5 s). librdkafka reports the violation through the
+    // max.poll.interval.ms (6 s). librdkafka reports the violation through the
     // queue the consumer polls, so it is seen when polling resumes.
     support::wait_until(WAIT, "the consumer stalled", || {
         metrics.messages_in.get() >= 2
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
     assert!(
         metrics.messages_done.get() == 0,
         "nothing acknowledged during the stall"

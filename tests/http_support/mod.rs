@@ -66,35 +66,34 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The real engine (shipped national KB × national pack), compiled once per test
-/// binary.
+/// The real engine (shipped national KB × national pack). The program is compiled
+/// once per test binary; each call gets an engine with a history of its own, so
+/// tests do not see each other's events.
 pub fn engine() -> Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            // Compiling is async; the tests' own runtimes cannot block, so compile
-            // on a thread with a runtime of its own.
-            std::thread::spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async {
-                    let kb = Arc::new(fundwatch_kb::national().expect("shipped national KB"));
-                    let pack = Arc::new(
-                        RulePack::load(repo().join("rule-base/packs/national"))
-                            .expect("national pack"),
-                    );
-                    let program = Program::compile(pack, kb, &ProgramOptions::default())
-                        .await
-                        .expect("national pack compiles");
-                    Engine::new(Arc::new(program), Clock::Wall)
-                })
+    static PROGRAM: OnceLock<Arc<Program>> = OnceLock::new();
+    let program = PROGRAM.get_or_init(|| {
+        // Compiling is async; the tests' own runtimes cannot block, so compile on a
+        // thread with a runtime of its own.
+        std::thread::spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let kb = Arc::new(fundwatch_kb::national().expect("shipped national KB"));
+                let pack = Arc::new(
+                    RulePack::load(repo().join("rule-base/packs/national")).expect("national pack"),
+                );
+                let program = Program::compile(pack, kb, &ProgramOptions::default())
+                    .await
+                    .expect("national pack compiles");
+                Arc::new(program)
             })
-            .join()
-            .expect("compiling the engine")
         })
-        .clone()
+        .join()
+        .expect("compiling the engine")
+    });
+    Engine::new(Arc::clone(program), Clock::Wall)
 }
 
 /// A running service; stops when dropped.

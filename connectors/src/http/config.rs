@@ -81,6 +81,9 @@ pub struct ServeConfig {
     pub store: StoreConfig,
     /// `[auth]`: API keys per institution and admin keys.
     pub auth: AuthConfig,
+    /// `[kafka]`: read by `fundwatch stream` (`crate::kafka::config`), ignored
+    /// here, so one file can configure both commands.
+    pub kafka: Option<toml::Table>,
 }
 
 /// `[http]`.
@@ -425,6 +428,13 @@ mod tests {
         assert_eq!(config.http.batch.max_events, 64);
         assert_eq!(config.http.batch.max_wait_us, 200);
         assert_eq!(config.store.kind, StoreKind::Ndjson);
+    }
+
+    #[test]
+    fn a_kafka_table_for_fundwatch_stream_is_accepted() {
+        let config = ServeConfig::from_toml("[kafka]\nbrokers = \"k:9092\"\n[http]\n", "s")
+            .expect("one file for serve and stream");
+        assert!(config.kafka.is_some());
     }
 
     #[test]

@@ -171,6 +171,9 @@ pub(crate) struct CodeInfo {
     /// Knowledge rows whose uses are counted together across codes (周期超频次,
     /// 支付疗程): two codes of one row in an event are two uses.
     pub counted_rows: Vec<u32>,
+    /// A drug for children: on a 儿童 list, or with an indication that names a
+    /// child's age ("2月龄及以上", "1岁至14岁").
+    pub pediatric: bool,
 }
 
 impl CodeInfo {
@@ -372,6 +375,7 @@ impl Catalog {
                 periodic: None,
                 course_per_stay: false,
                 counted_rows: Vec::new(),
+                pediatric: false,
             };
             for (class, _, id) in &class_ids {
                 if *class == Some(Class::ItemDuplicate) {
@@ -402,6 +406,14 @@ impl Catalog {
                         ) {
                             info.counted_rows.push(point_idx);
                         }
+                        info.pediatric |= match class {
+                            Class::DrugChildOnly | Class::DrugChildLimited => true,
+                            Class::DrugIndication => point.condition.as_ref().is_some_and(|c| {
+                                c.age_max_years.is_some_and(|a| a <= 18.0)
+                                    || c.age_min_years.is_some_and(|a| a < 1.0)
+                            }),
+                            _ => false,
+                        };
                         need
                     }
                     // A class the generator cannot read: keep its codes out of
@@ -508,10 +520,7 @@ impl Catalog {
                 }
                 if minor
                     && match info.kind {
-                        Kind::Drug => {
-                            !info.is_in(Class::DrugChildOnly)
-                                && !info.is_in(Class::DrugChildLimited)
-                        }
+                        Kind::Drug => !info.pediatric,
                         _ => info.is_in(Class::ItemSex),
                     }
                 {
@@ -896,4 +905,73 @@ pub(crate) fn course_days(point: &KnowledgePoint) -> Option<u32> {
         return Some(365);
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> CodeInfo {
+        CodeInfo {
+            code: "003402000050000".into(),
+            name: "手功能评定".into(),
+            kind: Kind::Item,
+            memberships: Vec::new(),
+            need: Need::any(),
+            per_day: Some(1.0),
+            hourly: false,
+            surgery_group: None,
+            course_days: Some(90),
+            periodic: Some((1, 14)),
+            course_per_stay: false,
+            counted_rows: Vec::new(),
+            pediatric: false,
+        }
+    }
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 9, d).unwrap_or_default()
+    }
+
+    #[test]
+    fn timelines_respect_every_structural_limit_but_the_skipped_one() {
+        let code = info();
+        // Two uses 14 days apart: a new period (1 per 14 days).
+        assert!(code.timeline_ok(&[(day(1), 1.0), (day(15), 1.0)], None));
+        // 13 days apart: the second use is in the same period.
+        assert!(!code.timeline_ok(&[(day(1), 1.0), (day(14), 1.0)], None));
+        assert!(code.timeline_ok(&[(day(1), 1.0), (day(14), 1.0)], Some(Class::ItemPeriodic)));
+        // Two units a day: over the daily limit (and a second use in the period).
+        assert!(!code.timeline_ok(&[(day(3), 2.0)], Some(Class::ItemPeriodic)));
+        assert!(!code.timeline_ok(&[(day(3), 2.0)], Some(Class::ItemFrequency)));
+    }
+
+    #[test]
+    fn course_days_come_from_the_number_or_the_text() {
+        let mut point = KnowledgePoint {
+            kp_id: "k".into(),
+            rule_class: "医疗服务项目限支付疗程".into(),
+            batch: "batch_08".into(),
+            item_name: "手功能评定".into(),
+            codes: vec![],
+            partner_name: None,
+            partner_codes: vec![],
+            limit_value: None,
+            limit_num: None,
+            period_days: None,
+            constraint_text: "总时间不超过90天，评定间隔时间不短于14天。".into(),
+            detect_logic: String::new(),
+            condition: None,
+            effective_from: day(1),
+            effective_to: None,
+            supersedes: None,
+            source_file: String::new(),
+            source_row: 1,
+        };
+        assert_eq!(course_days(&point), Some(90));
+        point.constraint_text = "支付不超过一年，每周最多支付一次。".into();
+        assert_eq!(course_days(&point), Some(365));
+        point.limit_num = Some(30.0);
+        assert_eq!(course_days(&point), Some(30));
+    }
 }

@@ -165,3 +165,79 @@ impl Scorecard {
         self.open.retain(|_, matched| !*matched);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use fundwatch_engine::AlertDetail;
+
+    use super::*;
+
+    fn alert(rule_id: &str, mdtrt_id: &str, lines: &[(&str, &str)]) -> Alert {
+        Alert {
+            jr_id: String::new(),
+            rule_id: rule_id.into(),
+            rule_name: String::new(),
+            vola_cont: String::new(),
+            patn_id: "P".into(),
+            mdtrt_id: mdtrt_id.into(),
+            judge_result_detail_dtos: lines
+                .iter()
+                .map(|(rx, kind)| AlertDetail {
+                    jrd_id: String::new(),
+                    patn_id: "P".into(),
+                    mdtrt_id: mdtrt_id.into(),
+                    rx_id: (*rx).into(),
+                    vola_item_type: (*kind).into(),
+                    vola_amt: 0.0,
+                })
+                .collect(),
+            vola_amt: 0.0,
+            vola_amt_stas: "1".into(),
+            sev_deg: "1".into(),
+            vola_evid: String::new(),
+            vola_bhvr_type: String::new(),
+            task_id: String::new(),
+            fixmedins_code: String::new(),
+            trig_scen: String::new(),
+            rule_pack_version: String::new(),
+            kb_version: String::new(),
+            event_time: String::new(),
+            emitted_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn alerts_match_labels_by_rule_encounter_and_violating_lines() {
+        let mut score = Scorecard::new(5);
+        score.add_labels(&[
+            Label {
+                rule_id: "R1".into(),
+                mdtrt_id: "M1".into(),
+                rx_ids: vec!["a".into(), "b".into()],
+            },
+            Label {
+                rule_id: "R2".into(),
+                mdtrt_id: "M2".into(),
+                rx_ids: vec![],
+            },
+        ]);
+        // 涉及项 (type 2) lines do not take part in the match; order does not matter.
+        assert!(score.add_alert(&alert("R1", "M1", &[("b", "1"), ("c", "2"), ("a", "1")])));
+        // The same finding twice: the second is false.
+        assert!(!score.add_alert(&alert("R1", "M1", &[("a", "1"), ("b", "1")])));
+        // Wrong lines: false, and the label stays unmatched.
+        assert!(!score.add_alert(&alert("R2", "M2", &[("x", "1")])));
+        assert_eq!(
+            (score.labels(), score.matched(), score.false_alerts()),
+            (2, 1, 2)
+        );
+        assert_eq!(score.missed(5)[0].rule_id, "R2");
+        assert!((score.recall() - 0.5).abs() < 1e-9);
+        assert!(!score.perfect());
+        // An encounter-level alert (no detail lines) matches an empty label.
+        assert!(score.add_alert(&alert("R2", "M2", &[])));
+        score.compact();
+        assert_eq!(score.missed(5), Vec::<Label>::new());
+        assert_eq!(score.false_examples().len(), 2);
+    }
+}
