@@ -209,7 +209,22 @@ async fn kill_9_mid_stream_loses_no_expected_alert() {
             WAIT,
             "every expected alert after the restart",
             |c| support::jr_ids(c).is_superset(&expected_ids),
-            || format!("{}\n{}", logs(2), broker.log_tail()),
+            || {
+                let seen = support::jr_ids(&collector.snapshot());
+                let missing: Vec<&str> = expected
+                    .iter()
+                    .filter(|a| !seen.contains(a["jr_id"].as_str().unwrap_or_default()))
+                    .filter_map(|a| a["task_id"].as_str())
+                    .take(20)
+                    .collect();
+                format!(
+                    "{} of {} expected alerts missing, e.g. of tasks {missing:?}\n{}\n{}",
+                    expected_ids.len() - expected_ids.intersection(&seen).count(),
+                    expected_ids.len(),
+                    logs(2),
+                    broker.log_tail()
+                )
+            },
         )
         .await;
 
@@ -250,15 +265,7 @@ async fn kill_9_mid_stream_loses_no_expected_alert() {
 async fn broker_restart_is_survived() {
     let mut broker = Broker::start();
     let topics = Topics::named("restart");
-    let create = |broker: &Broker| {
-        let (b, t) = (broker, topics.clone());
-        async move {
-            b.create_topic(&t.input, 2).await;
-            b.create_topic(&t.alerts, 1).await;
-            b.create_topic(&t.dlq, 1).await;
-        }
-    };
-    create(&broker).await;
+    create_topics(&broker, &topics).await;
 
     let engine = support::national_engine().await;
     let before = support::labelled_events(&engine, 1, "before");
@@ -291,7 +298,7 @@ async fn broker_restart_is_survived() {
 
     // Same port, fresh memory: topics, groups and offsets are gone.
     broker.restart();
-    create(&broker).await;
+    create_topics(&broker, &topics).await;
     let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
     let producer = support::producer(&broker.bootstrap());
     support::produce(&producer, &topics.input, &after).await;
@@ -312,4 +319,10 @@ async fn broker_restart_is_survived() {
         expected_after.len(),
         report.messages
     );
+}
+
+async fn create_topics(broker: &Broker, topics: &Topics) {
+    broker.create_topic(&topics.input, 2).await;
+    broker.create_topic(&topics.alerts, 1).await;
+    broker.create_topic(&topics.dlq, 1).await;
 }

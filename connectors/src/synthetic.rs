@@ -13,10 +13,25 @@
 //! and the labels disagree ([`Scorecard`]), either a recipe or a rule is wrong, and
 //! the disagreement says which line to look at.
 //!
+//! Recipes cover the knowledge classes (sex, age, 险种, setting, level, internet,
+//! indication, second line, herbs, duplicate pairs, frequency, period, payment course,
+//! surgery discount) and the behaviour classes decided from a person's history (分解住院,
+//! 频繁门诊/购药/住院, 重复开药, 挂床住院): history travels inside the request as earlier
+//! encounters, shaped to cross the pack's thresholds in every 统筹区 (and compliant
+//! events stay clear of them in every 统筹区). A pack rule whose class has no recipe
+//! shows in [`Generator::coverage`].
+//!
 //! Determinism: everything is drawn from one seeded RNG and the KB's content; the same
 //! seed, KB and pack give the same events byte for byte. Service dates start after the
 //! last change of knowledge, so every point relied on is in force. Each event is a
-//! new patient, so rules that keep history across events can never link two events.
+//! new patient, so rules that keep history across events never link two events — with
+//! one deliberate exception: a 药品追溯码重复 injection sells again a box (trace code) an
+//! earlier event sold, so its label holds when events are evaluated in the order
+//! generated (as the demo and the tests do).
+//!
+//! Not generated: herbal prescriptions in compliant traffic (the KB lists only herbs
+//! that are not paid, so a compliant prescription would need a herb it does not know),
+//! consumables (`C…`), operations (`fsi_operation_dtos`), 急诊 visits.
 
 mod catalog;
 mod context;

@@ -338,7 +338,7 @@ impl Committer {
                     .inc_by(positions.len() as u64),
                 // A partition revoked in the meantime cannot be stored: its next
                 // owner reads from the last commit (at-least-once).
-                Err(err) => tracing::debug!(error = %err, "offset store refused"),
+                Err(err) => tracing::warn!(error = %err, "offset store refused"),
             }
         }
         drop(tracker);
