@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
 //! Decoding a 3101 request from bytes.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

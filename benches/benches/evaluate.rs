@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
 //! Evaluation of the national pack: the compiled program (plans kept, reset per
 //! batch) against the naive baseline (DataFusion `ctx.sql` re-planned per batch),
 //! per batch size, plus each rule alone.

@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
 //! Knowledge lookups as the rule functions make them: exact code, 12-character
 //! prefix, miss, and a duplicate-charge pair.
 
