@@ -3,7 +3,7 @@
 //! `warn_msg` (the settlement goes on); a full queue is shed at once with 503 and
 //! `infcode -1`; nothing hangs.
 
-mod http_support;
+use crate::http_support;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -214,6 +214,11 @@ pub fn pipeline_config(bootstrap: &str, topics: &Topics, group: &str) -> KafkaCo
             .consumer
             .insert(key.into(), Setting::Text(value.into()));
     }
+    // librdkafka's own debug contexts, e.g. FUNDWATCH_TEST_RDKAFKA_DEBUG=cgrp,fetch.
+    if let Ok(debug) = std::env::var("FUNDWATCH_TEST_RDKAFKA_DEBUG") {
+        config.consumer.insert("debug".into(), Setting::Text(debug.clone()));
+        config.producer.insert("debug".into(), Setting::Text(debug));
+    }
     config
 }
 

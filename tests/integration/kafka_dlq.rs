@@ -2,7 +2,7 @@
 //! with the field path, the reason and its source coordinates in headers, and
 //! the stream goes on (the good events around them are alerted).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

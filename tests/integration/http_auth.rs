@@ -4,7 +4,7 @@
 //! validation names the field, and admin endpoints need the admin role and are
 //! audit-logged to the append-only log.
 
-mod http_support;
+use crate::http_support;
 
 use http_support::{HOSPITAL_A, KEY_A, KEY_ADMIN, KEY_B, Server, b1_request};
 use hyper::{Method, StatusCode};

@@ -3,7 +3,7 @@
 //! first drains its revoked partitions, and every expected alert appears
 //! (de-duplicated by `jr_id`).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

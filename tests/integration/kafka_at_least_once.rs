@@ -6,7 +6,7 @@
 //!   every expected alert appears (duplicates allowed, recognisable by `jr_id`);
 //! - a broker restart is survived: events produced after it are alerted.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};

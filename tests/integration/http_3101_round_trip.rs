@@ -3,7 +3,7 @@
 //! shape, the alerts equal `fundwatch check`'s for the same events, alerts and
 //! feedback survive a restart, and bad input gets an error naming the field.
 
-mod http_support;
+use crate::http_support;
 
 use std::process::Command;
 

@@ -6,7 +6,7 @@
 //! - a pipeline that cannot keep up with `max.poll.interval.ms`: librdkafka's
 //!   "max poll interval exceeded" is detected and counted, and no alert is lost.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,0 +1,23 @@
+//! FundWatch's end-to-end tests, in one test binary.
+//!
+//! Every test here links the whole product (DataFusion, librdkafka, axum); one
+//! binary instead of one per file keeps the debug build to a single link and a
+//! few hundred megabytes on disk instead of several gigabytes.
+
+mod http_support;
+mod support;
+
+mod check_cli;
+mod check_history;
+mod check_history_restart;
+mod demo_labelled_stream;
+mod http_3101_round_trip;
+mod http_auth;
+mod http_fail_open;
+#[cfg(feature = "kafka-e2e")]
+mod kafka_at_least_once;
+mod kafka_dlq;
+mod kafka_faults;
+#[cfg(feature = "kafka-e2e")]
+mod kafka_rebalance;
+mod rule_pack_cases;
