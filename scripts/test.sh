@@ -16,6 +16,8 @@ export JOBS
 # The Kafka end-to-end tests start a real broker (tansu 0.6.0) themselves.
 bash scripts/install-tansu.sh
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# tests/integration/ops_prometheus.rs runs a real Prometheus and promtool.
+bash scripts/install-prometheus.sh
 
 echo "== cargo test (workspace)"
 echo "   note: tests/kafka_at_least_once.rs and tests/kafka_rebalance.rs are gated behind"

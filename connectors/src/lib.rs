@@ -11,4 +11,5 @@
 pub mod file;
 pub mod http;
 pub mod kafka;
+pub mod metrics;
 pub mod synthetic;

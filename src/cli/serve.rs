@@ -8,20 +8,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use fundwatch_connectors::http::{self, Authenticator, Evaluator, ServeConfig, Service};
+use fundwatch_connectors::metrics::{Metrics, Source};
 use fundwatch_engine::Clock;
 
 use super::common;
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    /// One JSON object per line (production).
-    Json,
-    /// Human-readable.
-    Text,
-}
+use super::logging::{self, LogFormat};
+use super::shutdown;
+use super::versions;
 
 /// Arguments of `fundwatch serve`.
 #[derive(Debug, Args)]
@@ -37,7 +32,7 @@ pub struct ServeArgs {
 
 /// Runs `fundwatch serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_logging(args.log_format);
+    logging::init(args.log_format, "info");
     let config = ServeConfig::load(&args.config)?;
     let auth = Authenticator::from_config(&config.auth.keys, |var| std::env::var(var).ok())
         .with_context(|| format!("in {}", args.config.display()))?;
@@ -48,12 +43,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     common::runtime()?.block_on(async move {
-        let engine = common::load_engine(
-            config.engine.kb.as_deref(),
-            config.engine.rules.as_deref(),
-            Clock::Wall,
-        )
-        .await?;
+        // Fixed versions (engine.kb / engine.rules), or the registry's (docs/registry.md).
+        let (engine, manager) = versions::serving_engine(&config.engine, Clock::Wall).await?;
+        // One registry for the process, served at /metrics.
+        let metrics = Metrics::new();
+        let engine = engine.with_observer(Arc::new(metrics.source(Source::Http)));
         let versions = engine.versions();
         let store = http::open_store(&config.store).with_context(|| {
             format!(
@@ -62,7 +56,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 config.store.dir.display()
             )
         })?;
-        let service = Service::new(&config.http, auth, Arc::new(engine), store)?;
+        let service = Service::with_metrics(&config.http, auth, Arc::new(engine), store, &metrics)?;
+        if let Some(manager) = manager {
+            let control = Arc::new(http::VersionControl::new(manager).with_metrics(&metrics));
+            service.set_version_control(Arc::clone(&control));
+            control.spawn_watcher(versions::poll_interval(&config.engine));
+        }
         let listener = tokio::net::TcpListener::bind(config.http.addr)
             .await
             .with_context(|| {
@@ -78,52 +77,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             versions.rule_pack, versions.kb
         );
         service
-            .serve(listener, shutdown_signal())
+            .serve(listener, shutdown::signal())
             .await
             .context("serving HTTP")?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second initialisation (another command in the same process) keeps the first.
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
-/// Ctrl-C, or SIGTERM (what Kubernetes and docker send).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
 }

@@ -7,20 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use fundwatch_connectors::kafka::{StreamConfig, run_pipeline};
 use fundwatch_engine::Clock;
 
 use super::common;
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    /// One JSON object per line (production).
-    Json,
-    /// Human-readable.
-    Text,
-}
+use super::logging::{self, LogFormat};
+use super::shutdown;
 
 /// Arguments of `fundwatch stream`.
 #[derive(Debug, Args)]
@@ -36,7 +29,7 @@ pub struct StreamArgs {
 
 /// Runs `fundwatch stream`.
 pub fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
-    init_logging(args.log_format);
+    logging::init(args.log_format, "info");
     let (kafka, engine_section) = StreamConfig::load(&args.config)?;
     common::runtime()?.block_on(async move {
         let engine = common::load_engine(
@@ -60,7 +53,7 @@ pub fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
             "fundwatch stream: {} → {} (dead letters: {}), group {} on {}",
             kafka.input_topic, kafka.alerts_topic, kafka.dlq_topic, kafka.group_id, kafka.brokers
         );
-        let report = run_pipeline(engine, kafka, shutdown_signal())
+        let report = run_pipeline(engine, kafka, shutdown::signal())
             .await
             .context("running the Kafka pipeline")?;
         tracing::info!(
@@ -77,46 +70,4 @@ pub fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::SUCCESS)
     })
-}
-
-// Same as `serve`'s: each command owns its logging set-up.
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
-/// Ctrl-C, or SIGTERM (what Kubernetes and docker send).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing the alerts of messages already read");
 }

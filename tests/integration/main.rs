@@ -5,8 +5,11 @@
 //! few hundred megabytes on disk instead of several gigabytes.
 
 mod http_support;
+mod ops_support;
+mod registry_support;
 mod support;
 
+mod backtest_pack_diff;
 mod check_cli;
 mod check_history;
 mod check_history_restart;
@@ -20,4 +23,10 @@ mod kafka_dlq;
 mod kafka_faults;
 #[cfg(feature = "kafka-e2e")]
 mod kafka_rebalance;
+mod ops_deploy;
+mod ops_metrics;
+mod ops_prometheus;
+mod registry_batch8_live;
+mod registry_shadow;
+mod registry_swap_under_load;
 mod rule_pack_cases;

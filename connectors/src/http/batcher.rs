@@ -15,12 +15,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fundwatch_engine::{Alert, Engine, EvalError, Event};
+use fundwatch_engine::{Alert, Engine, EvalError, Event, Stage};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::Instrument;
 
 use super::metrics::Metrics;
 use super::store::AlertStore;
@@ -204,10 +205,14 @@ impl Collector {
             let evaluator = Arc::clone(&self.evaluator);
             let store = Arc::clone(&self.store);
             let metrics = Arc::clone(&self.metrics);
-            self.eval.spawn(async move {
-                run_batch(jobs, evaluator.as_ref(), store.as_ref(), &metrics).await;
-                drop(slot);
-            });
+            let span = tracing::info_span!("http_batch", events = jobs.len());
+            self.eval.spawn(
+                async move {
+                    run_batch(jobs, evaluator.as_ref(), store.as_ref(), &metrics).await;
+                    drop(slot);
+                }
+                .instrument(span),
+            );
         }
     }
 
@@ -264,6 +269,7 @@ async fn run_batch(
     metrics.batch_events.observe(batch as f64);
     match result {
         Ok(per_event) => {
+            let sink_started = Instant::now();
             let mut per_event = per_event.into_iter();
             for job in jobs {
                 let Some(alerts) = per_event.next() else {
@@ -281,9 +287,8 @@ async fn run_batch(
                 }
                 for alert in &alerts {
                     metrics
-                        .alerts
-                        .with_label_values(&[alert.rule_id.as_str(), alert.sev_deg.as_str()])
-                        .inc();
+                        .source
+                        .alert(&alert.rule_id, &alert.sev_deg, &alert.fixmedins_code);
                 }
                 // The receiver may have timed out since the check above: then the
                 // answer is simply dropped.
@@ -293,9 +298,15 @@ async fn run_batch(
                     batch,
                 });
             }
+            // Storing and answering the batch's alerts.
+            metrics
+                .source
+                .stage(Stage::Sink)
+                .observe(sink_started.elapsed().as_secs_f64());
         }
         Err(err) => {
             let message = err.to_string();
+            metrics.source.error("evaluate");
             tracing::error!(error = %message, events = batch, "evaluation failed; answering fail-open");
             for job in jobs {
                 let _ = job.respond.send(Outcome::Failed(message.clone()));

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Local;
 use fundwatch_engine::event::Envelope;
-use fundwatch_engine::{Alert, Event, decode_value};
+use fundwatch_engine::{Alert, Event, Stage, decode_value};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
@@ -88,17 +88,24 @@ async fn inline_check(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let stamp = state.ids.stamp();
-    let deadline = Instant::now() + state.budget;
+    let arrived = Instant::now();
+    let deadline = arrived + state.budget;
     let rx = match admit(state, infno, headers, body) {
         Ok(rx) => rx,
         Err(err) => return err.with_stamp(&stamp).into_response(),
     };
-    match tokio::time::timeout_at(deadline.into(), rx).await {
+    let source = &state.metrics.source;
+    let outcome = tokio::time::timeout_at(deadline.into(), rx).await;
+    source.events_out.inc();
+    match outcome {
         Ok(Ok(Outcome::Done {
             alerts,
             eval,
             batch,
         })) => {
+            source
+                .event_to_alert
+                .observe(arrived.elapsed().as_secs_f64());
             let mut response =
                 axum::Json(FsiResponse::ok(stamp, CheckOutput { result: alerts })).into_response();
             let headers = response.headers_mut();
@@ -142,9 +149,17 @@ fn admit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<oneshot::Receiver<Outcome>, ApiError> {
     let institution = state.institution(headers)?;
-    let value = json_body(body)?;
-    let prefix = data_prefix(&value);
-    let mut event = decode_value(&value)?;
+    let source = &state.metrics.source;
+    let started = Instant::now();
+    let decoded = json_body(body).and_then(|value| {
+        let event = decode_value(&value)?;
+        Ok((data_prefix(&value), event))
+    });
+    source
+        .stage(Stage::Decode)
+        .observe(started.elapsed().as_secs_f64());
+    let (prefix, mut event) = decoded.inspect_err(|_| source.error("decode"))?;
+    source.events_in.inc();
 
     if let Some(envelope) = &event.envelope
         && !envelope.infno.is_empty()

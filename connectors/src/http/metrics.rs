@@ -1,28 +1,29 @@
-//! Prometheus metrics of the HTTP service (`GET /metrics`, prefix `fundwatch_http_`).
-//! No label carries a patient, encounter or alert id (SPEC §8).
+//! Prometheus metrics of the HTTP service (`GET /metrics`). What every source
+//! has (events, alerts, stages, batch time, event→alert) lives in the shared
+//! families of [`crate::metrics`] with `source="http"`; what only HTTP has is
+//! prefixed `fundwatch_http_`. No label carries a patient, encounter or alert id
+//! (SPEC §8).
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
 };
 
-/// Latency buckets in seconds: 50 µs … 1 s, dense where the 5 ms target is.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075,
-    0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0,
-];
+use crate::metrics::{LATENCY_BUCKETS, Source, SourceMetrics};
 
-/// The service's metrics, in their own registry.
+/// The service's metrics, registered in a process-wide [`crate::metrics::Metrics`].
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    registry: Registry,
+    shared: crate::metrics::Metrics,
+    /// Events, alerts, stages and latency with `source="http"`.
+    pub source: SourceMetrics,
     /// Requests by endpoint and HTTP status.
     pub requests: IntCounterVec,
     /// Time from request head to response, by endpoint (`X-FundWatch-Server-Us`).
     pub latency: HistogramVec,
-    /// One `Engine::evaluate` call (`X-FundWatch-Eval-Us`).
+    /// One `Engine::evaluate` call (`X-FundWatch-Eval-Us`);
+    /// `fundwatch_batch_duration_seconds{source="http"}`.
     pub eval: Histogram,
-    /// Events per engine call.
+    /// Events per engine call; `fundwatch_batch_events{source="http"}`.
     pub batch_events: Histogram,
     /// Requests waiting for evaluation.
     pub queue_depth: IntGauge,
@@ -30,38 +31,35 @@ pub struct Metrics {
     pub fail_open: IntCounterVec,
     /// Requests shed because the queue was full.
     pub shed: IntCounter,
-    /// Alerts answered, by rule and severity.
+    /// Alerts answered, by rule and severity;
+    /// `fundwatch_alerts_total{source="http"}`.
     pub alerts: IntCounterVec,
-    /// Alerts or feedback the store could not persist.
+    /// Alerts or feedback the store could not persist;
+    /// `fundwatch_errors_total{source="http",kind="sink"}`.
     pub store_errors: IntCounter,
 }
 
 impl Metrics {
-    /// Registers every metric in a fresh registry.
+    /// The HTTP metrics in a registry of their own (tests, embedding).
     pub fn new() -> Self {
-        let registry = Registry::new();
-        // Names and label sets below are constant and distinct: creation and
-        // registration cannot fail.
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-                .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
-            h
-        };
-        let requests = counter_vec(
-            "fundwatch_http_requests_total",
-            "HTTP requests by endpoint and status",
+        Self::clone(&crate::metrics::Metrics::new().http())
+    }
+
+    /// Registers the HTTP families in `shared`; called once, through
+    /// [`crate::metrics::Metrics::http`].
+    pub(crate) fn register(shared: &crate::metrics::Metrics) -> Self {
+        let registry = shared.registry();
+        let source = shared.source(Source::Http);
+        // Names and label sets below are constant and distinct, and this runs
+        // once per registry: creation and registration cannot fail.
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "fundwatch_http_requests_total",
+                "HTTP requests by endpoint and status",
+            ),
             &["endpoint", "status"],
-        );
+        )
+        .expect("valid metric");
         let latency = HistogramVec::new(
             HistogramOpts::new(
                 "fundwatch_http_request_duration_seconds",
@@ -71,77 +69,65 @@ impl Metrics {
             &["endpoint"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(latency.clone()))
-            .expect("unique metric");
-        let eval = histogram(
-            "fundwatch_http_eval_duration_seconds",
-            "Duration of one engine evaluation of a micro-batch",
-            LATENCY_BUCKETS.to_vec(),
-        );
-        let batch_events = histogram(
-            "fundwatch_http_batch_events",
-            "Events per engine evaluation",
-            vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
-        );
         let queue_depth = IntGauge::new(
             "fundwatch_http_queue_depth",
             "Inline requests waiting for evaluation",
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(queue_depth.clone()))
-            .expect("unique metric");
-        let fail_open = counter_vec(
-            "fundwatch_http_fail_open_total",
-            "Inline checks answered fail-open (infcode 0, empty result), by reason",
+        let fail_open = IntCounterVec::new(
+            Opts::new(
+                "fundwatch_http_fail_open_total",
+                "Inline checks answered fail-open (infcode 0, empty result), by reason",
+            ),
             &["reason"],
-        );
+        )
+        .expect("valid metric");
+        for reason in ["budget", "engine_error", "engine_stopped"] {
+            fail_open.with_label_values(&[reason]);
+        }
         let shed = IntCounter::new(
             "fundwatch_http_shed_total",
             "Inline requests shed with 503 because the queue was full",
         )
         .expect("valid metric");
         registry
+            .register(Box::new(requests.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(queue_depth.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(fail_open.clone()))
+            .expect("unique metric");
+        registry
             .register(Box::new(shed.clone()))
             .expect("unique metric");
-        let alerts = counter_vec(
-            "fundwatch_http_alerts_total",
-            "Alerts answered to HIS, by rule and severity",
-            &["rule_id", "sev_deg"],
-        );
-        let store_errors = IntCounter::new(
-            "fundwatch_http_store_errors_total",
-            "Alerts or feedback that could not be persisted",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(store_errors.clone()))
-            .expect("unique metric");
         Self {
-            registry,
+            shared: shared.clone(),
+            eval: source.batch_seconds.clone(),
+            batch_events: source.batch_events.clone(),
+            alerts: source.alerts.clone(),
+            store_errors: source.errors.with_label_values(&["sink"]),
+            source,
             requests,
             latency,
-            eval,
-            batch_events,
             queue_depth,
             fail_open,
             shed,
-            alerts,
-            store_errors,
         }
     }
 
-    /// The registry, to merge into a process-wide one.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// The process-wide metrics these belong to.
+    pub fn shared(&self) -> &crate::metrics::Metrics {
+        &self.shared
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition of the whole registry.
     pub fn render(&self) -> String {
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_else(|err| format!("# encoding metrics failed: {err}\n"))
+        self.shared.render()
     }
 }
 

@@ -1,43 +1,43 @@
-//! Prometheus metrics of the Kafka pipeline (prefix `fundwatch_kafka_`), in their
-//! own registry so `fundwatch serve` can expose them beside the HTTP ones. No
-//! label carries a patient, encounter or alert id (SPEC §8).
+//! Prometheus metrics of the Kafka pipeline. What every source has (events,
+//! alerts, batch time, event→alert) lives in the shared families of
+//! [`crate::metrics`] with `source="kafka"`; the dead-letter count and the
+//! consumer lag are process-wide families (`fundwatch_dead_letters_total`,
+//! `fundwatch_kafka_consumer_lag_messages`); the rest is prefixed
+//! `fundwatch_kafka_`. No label carries a patient, encounter or alert id (SPEC §8).
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-/// Latency buckets in seconds: 100 µs … 5 s, dense below the 100 ms target.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1,
-    0.25, 0.5, 1.0, 2.5, 5.0,
-];
+use crate::metrics::{Source, SourceMetrics, sum_counter_vec};
 
-/// Batch-size buckets (events per engine call).
-const BATCH_BUCKETS: &[f64] = &[
-    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-];
+/// Dead-letter stages, present from the start (at 0) so rates and alert rules
+/// see the series before the first dead letter.
+pub const DEAD_LETTER_STAGES: &[&str] = &["decode", "evaluate", "produce"];
 
 /// The pipeline's metrics.
 #[derive(Debug, Clone)]
 pub struct KafkaMetrics {
-    registry: Registry,
-    /// Messages read from the input topic.
+    shared: crate::metrics::Metrics,
+    /// Events, alerts, stages and latency with `source="kafka"`.
+    pub source: SourceMetrics,
+    /// Messages read from the input topic;
+    /// `fundwatch_events_in_total{source="kafka"}`.
     pub messages_in: IntCounter,
-    /// Messages whose alerts (or dead letter) were all acknowledged by the broker.
+    /// Messages whose alerts (or dead letter) were all acknowledged by the broker;
+    /// `fundwatch_events_out_total{source="kafka"}`.
     pub messages_done: IntCounter,
-    /// Alerts acknowledged by the broker, by rule and severity.
+    /// Alerts acknowledged by the broker, by rule and severity;
+    /// `fundwatch_alerts_total{source="kafka"}`.
     pub alerts: IntCounterVec,
     /// Messages sent to the dead-letter topic, by stage (`decode`, `evaluate`,
     /// `produce`).
     pub dead_letters: IntCounterVec,
     /// Events per engine call.
-    pub batch_events: Histogram,
-    /// One engine call.
-    pub evaluate_seconds: Histogram,
+    pub batch_events: prometheus::Histogram,
+    /// One engine call; `fundwatch_batch_duration_seconds{source="kafka"}`.
+    pub evaluate_seconds: prometheus::Histogram,
     /// From the message's timestamp to the broker's acknowledgement of its last
     /// alert (or of its dead letter).
-    pub event_to_alert_seconds: Histogram,
+    pub event_to_alert_seconds: prometheus::Histogram,
     /// Messages read but not yet done.
     pub in_flight: IntGauge,
     /// Sends retried after a failed delivery.
@@ -46,6 +46,9 @@ pub struct KafkaMetrics {
     pub offsets_stored: IntCounter,
     /// Partition assignments and revocations, by kind.
     pub rebalances: IntCounterVec,
+    /// Input partitions currently assigned to this instance (`/readyz` needs
+    /// at least one when Kafka is configured).
+    pub assigned_partitions: IntGauge,
     /// Revokes whose drain ran out of time (their messages are redelivered).
     pub drain_timeouts: IntCounter,
     /// librdkafka reported that the consumer missed `max.poll.interval.ms`
@@ -64,11 +67,18 @@ impl Default for KafkaMetrics {
 }
 
 impl KafkaMetrics {
-    /// Registers every metric in a fresh registry.
+    /// The pipeline's metrics in a registry of their own (tests, benches).
     pub fn new() -> Self {
-        let registry = Registry::new();
-        // Names and label sets below are constant and distinct: creation and
-        // registration cannot fail.
+        crate::metrics::Metrics::new().kafka()
+    }
+
+    /// Registers the Kafka families in `shared`; called once, through
+    /// [`crate::metrics::Metrics::kafka`].
+    pub(crate) fn register(shared: &crate::metrics::Metrics) -> Self {
+        let registry = shared.registry();
+        let source = shared.source(Source::Kafka);
+        // Names and label sets below are constant and distinct, and this runs
+        // once per registry: creation and registration cannot fail.
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
             registry
@@ -83,25 +93,16 @@ impl KafkaMetrics {
                 .expect("unique metric");
             c
         };
-        let histogram = |name: &str, help: &str, buckets: &[f64]| {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
-                .expect("valid metric");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
             registry
-                .register(Box::new(h.clone()))
+                .register(Box::new(g.clone()))
                 .expect("unique metric");
-            h
+            g
         };
-        let in_flight = IntGauge::new(
-            "fundwatch_kafka_in_flight_messages",
-            "Messages read but whose alerts are not yet all acknowledged",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(in_flight.clone()))
-            .expect("unique metric");
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
-                "fundwatch_kafka_consumer_lag",
+                "fundwatch_kafka_consumer_lag_messages",
                 "Messages behind the end of the input partition (librdkafka statistics)",
             ),
             &["topic", "partition"],
@@ -110,41 +111,43 @@ impl KafkaMetrics {
         registry
             .register(Box::new(consumer_lag.clone()))
             .expect("unique metric");
+        let dead_letters = counter_vec(
+            "fundwatch_dead_letters_total",
+            "Messages sent to the dead-letter topic, by stage",
+            &["stage"],
+        );
+        for stage in DEAD_LETTER_STAGES {
+            dead_letters.with_label_values(&[stage]);
+        }
+        let rebalances = counter_vec(
+            "fundwatch_kafka_rebalances_total",
+            "Partition assignments and revocations",
+            &["kind"],
+        );
+        let client_errors = counter_vec(
+            "fundwatch_kafka_client_errors_total",
+            "Errors reported by librdkafka",
+            &["client"],
+        );
+        // Known label values start at 0, so rates exist before the first event.
+        for kind in ["assign", "revoke"] {
+            rebalances.with_label_values(&[kind]);
+        }
+        for client in ["consumer", "producer"] {
+            client_errors.with_label_values(&[client]);
+        }
         Self {
-            messages_in: counter(
-                "fundwatch_kafka_messages_total",
-                "Messages read from the input topic",
+            messages_in: source.events_in.clone(),
+            messages_done: source.events_out.clone(),
+            alerts: source.alerts.clone(),
+            batch_events: source.batch_events.clone(),
+            evaluate_seconds: source.batch_seconds.clone(),
+            event_to_alert_seconds: source.event_to_alert.clone(),
+            dead_letters,
+            in_flight: gauge(
+                "fundwatch_kafka_in_flight_messages",
+                "Messages read but whose alerts are not yet all acknowledged",
             ),
-            messages_done: counter(
-                "fundwatch_kafka_messages_done_total",
-                "Messages whose alerts or dead letter were acknowledged by the broker",
-            ),
-            alerts: counter_vec(
-                "fundwatch_kafka_alerts_total",
-                "Alerts acknowledged by the broker, by rule and severity",
-                &["rule_id", "sev_deg"],
-            ),
-            dead_letters: counter_vec(
-                "fundwatch_kafka_dead_letters_total",
-                "Messages sent to the dead-letter topic, by stage",
-                &["stage"],
-            ),
-            batch_events: histogram(
-                "fundwatch_kafka_batch_events",
-                "Events per engine call",
-                BATCH_BUCKETS,
-            ),
-            evaluate_seconds: histogram(
-                "fundwatch_kafka_evaluate_seconds",
-                "One engine call over a micro-batch",
-                LATENCY_BUCKETS,
-            ),
-            event_to_alert_seconds: histogram(
-                "fundwatch_kafka_event_to_alert_seconds",
-                "From the input message's timestamp to the acknowledgement of its last alert",
-                LATENCY_BUCKETS,
-            ),
-            in_flight,
             delivery_retries: counter(
                 "fundwatch_kafka_delivery_retries_total",
                 "Alert or dead-letter sends retried after a failed delivery",
@@ -153,10 +156,10 @@ impl KafkaMetrics {
                 "fundwatch_kafka_offsets_stored_total",
                 "Input positions stored for commit",
             ),
-            rebalances: counter_vec(
-                "fundwatch_kafka_rebalances_total",
-                "Partition assignments and revocations",
-                &["kind"],
+            rebalances,
+            assigned_partitions: gauge(
+                "fundwatch_kafka_assigned_partitions",
+                "Input partitions currently assigned to this instance",
             ),
             drain_timeouts: counter(
                 "fundwatch_kafka_drain_timeouts_total",
@@ -166,26 +169,26 @@ impl KafkaMetrics {
                 "fundwatch_kafka_max_poll_exceeded_total",
                 "Times the consumer missed max.poll.interval.ms and left the group",
             ),
-            client_errors: counter_vec(
-                "fundwatch_kafka_client_errors_total",
-                "Errors reported by librdkafka",
-                &["client"],
-            ),
+            client_errors,
             consumer_lag,
-            registry,
+            source,
+            shared: shared.clone(),
         }
+    }
+
+    /// The process-wide metrics these belong to.
+    pub fn shared(&self) -> &crate::metrics::Metrics {
+        &self.shared
     }
 
     /// The registry holding every metric above.
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        self.shared.registry()
     }
 
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+        self.shared.render()
     }
 
     /// Alerts acknowledged, all rules.
@@ -197,13 +200,4 @@ impl KafkaMetrics {
     pub fn dead_letters_total(&self) -> u64 {
         sum_counter_vec(&self.dead_letters)
     }
-}
-
-fn sum_counter_vec(vec: &IntCounterVec) -> u64 {
-    use prometheus::core::Collector;
-    vec.collect()
-        .iter()
-        .flat_map(|family| family.get_metric())
-        .map(|m| m.get_counter().get_value() as u64)
-        .sum()
 }

@@ -35,5 +35,5 @@ pub use config::{
 pub use metrics::KafkaMetrics;
 pub use pipeline::{
     DLQ_HEADERS, JR_ID_HEADER, PipelineError, PipelineHandle, PipelineReport, Processor,
-    run_pipeline, start,
+    run_pipeline, run_pipeline_with_metrics, start,
 };

@@ -26,7 +26,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fundwatch_engine::{Alert, DecodeError, Engine, Event, decode_event};
+use fundwatch_engine::{Alert, DecodeError, Engine, Event, Stage, decode_event};
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::KafkaError;
@@ -189,7 +189,18 @@ pub async fn run_pipeline(
     config: KafkaConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<PipelineReport, PipelineError> {
-    start(Processor::Evaluate(engine), config, KafkaMetrics::new())?
+    run_pipeline_with_metrics(engine, config, KafkaMetrics::new(), shutdown).await
+}
+
+/// [`run_pipeline`] reporting to `metrics` (from the process-wide
+/// [`crate::metrics::Metrics::kafka`], so `/metrics` shows them).
+pub async fn run_pipeline_with_metrics(
+    engine: Engine,
+    config: KafkaConfig,
+    metrics: KafkaMetrics,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<PipelineReport, PipelineError> {
+    start(Processor::Evaluate(engine), config, metrics)?
         .run_until(shutdown)
         .await
 }
@@ -202,6 +213,13 @@ pub fn start(
     metrics: KafkaMetrics,
 ) -> Result<PipelineHandle, PipelineError> {
     config.validate()?;
+    // The engine reports its stages (batch build, evaluate, …) with source="kafka".
+    let processor = match processor {
+        Processor::Evaluate(engine) => {
+            Processor::Evaluate(engine.with_observer(Arc::new(metrics.source.clone())))
+        }
+        Processor::Forward => Processor::Forward,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     let shared = Arc::new(Shared::new(
@@ -385,8 +403,14 @@ struct PendingSend {
 
 #[derive(Debug, Clone)]
 enum SendKind {
-    Alert { rule_id: String, sev_deg: String },
-    DeadLetter { stage: &'static str },
+    Alert {
+        rule_id: String,
+        sev_deg: String,
+        fixmedins_code: String,
+    },
+    DeadLetter {
+        stage: &'static str,
+    },
     Forward,
 }
 
@@ -473,6 +497,7 @@ impl Batcher {
             Processor::Forward => return self.forward(batch).await,
             Processor::Evaluate(engine) => engine,
         };
+        let decode_started = Instant::now();
         let decoded: Vec<Result<Event, DecodeError>> = batch
             .iter()
             .map(|record| match &record.payload {
@@ -486,12 +511,17 @@ impl Batcher {
                 }),
             })
             .collect();
+        let source = &self.metrics.source;
+        source
+            .stage(Stage::Decode)
+            .observe(decode_started.elapsed().as_secs_f64());
         let events: Vec<&Event> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
         let mut alerts = self.evaluate(engine, &events).await.into_iter();
 
         let span = tracing::Span::current();
         let (mut n_alerts, mut n_dead) = (0usize, 0usize);
         let mut pending = Vec::with_capacity(batch.len());
+        let sink_started = Instant::now();
         for (record, decoded) in batch.into_iter().zip(decoded) {
             let outcome = match decoded {
                 Err(err) => Err(("decode", err)),
@@ -514,6 +544,12 @@ impl Batcher {
                 }
                 Err((stage, err)) => {
                     n_dead += 1;
+                    let kind = if stage == "decode" {
+                        "decode"
+                    } else {
+                        "evaluate"
+                    };
+                    source.error(kind);
                     tracing::warn!(
                         stage,
                         partition = record.ticket.tp.partition,
@@ -527,6 +563,11 @@ impl Batcher {
             };
             pending.push(self.start_sends(record, sends).await);
         }
+        // Handing the batch's alerts to the producer; the wait for the broker's
+        // acknowledgement shows in fundwatch_event_to_alert_seconds.
+        source
+            .stage(Stage::Sink)
+            .observe(sink_started.elapsed().as_secs_f64());
         span.record("alerts", n_alerts);
         span.record("dead_letters", n_dead);
         pending
@@ -619,6 +660,7 @@ impl Batcher {
             SendKind::Alert {
                 rule_id: alert.rule_id.clone(),
                 sev_deg: alert.sev_deg.clone(),
+                fixmedins_code: alert.fixmedins_code.clone(),
             },
         )
     }
@@ -730,11 +772,12 @@ async fn finish(
     for (kind, result) in results {
         match result {
             Ok(()) => match kind {
-                SendKind::Alert { rule_id, sev_deg } => {
-                    metrics
-                        .alerts
-                        .with_label_values(&[rule_id.as_str(), sev_deg.as_str()])
-                        .inc();
+                SendKind::Alert {
+                    rule_id,
+                    sev_deg,
+                    fixmedins_code,
+                } => {
+                    metrics.source.alert(&rule_id, &sev_deg, &fixmedins_code);
                 }
                 SendKind::DeadLetter { stage } => {
                     metrics.dead_letters.with_label_values(&[stage]).inc();
@@ -751,7 +794,10 @@ async fn finish(
                         "the dead-letter topic refuses this message for good; it is skipped"
                     );
                 }
-                _ => refused = Some(err.to_string()),
+                _ => {
+                    metrics.source.error("sink");
+                    refused = Some(err.to_string());
+                }
             },
         }
     }

@@ -194,6 +194,10 @@ impl ConsumerContext for SourceContext {
                     .with_label_values(&["assign"])
                     .inc();
                 tracing::info!(partitions = ?tps.iter().map(|t| t.partition).collect::<Vec<_>>(), "partitions assigned");
+                self.shared
+                    .metrics
+                    .assigned_partitions
+                    .add(tps.len() as i64);
                 let mut tracker = self.shared.tracker();
                 for tp in tps {
                     tracker.assign(tp);
@@ -222,6 +226,14 @@ impl ConsumerContext for SourceContext {
                     && err.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset)
                 {
                     tracing::warn!(error = %err, "committing stored offsets on revoke failed; the next owner may read some messages again");
+                }
+                let metrics = &self.shared.metrics;
+                metrics.assigned_partitions.sub(tps.len() as i64);
+                for tp in &tps {
+                    // Lag of a partition this instance no longer reads is not its lag.
+                    let _ = metrics
+                        .consumer_lag
+                        .remove_label_values(&[tp.topic.as_str(), &tp.partition.to_string()]);
                 }
                 tracing::info!(partitions = ?tps.iter().map(|t| t.partition).collect::<Vec<_>>(), "partitions revoked");
             }
@@ -271,6 +283,16 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
         .collect()
 }
 
+/// librdkafka's log level: its debug lines when a `debug` context list is set
+/// (`[kafka.consumer] debug = "cgrp,fetch"`), else informational and above.
+pub(crate) fn log_level(settings: &std::collections::BTreeMap<String, String>) -> RDKafkaLogLevel {
+    if settings.get("debug").is_some_and(|d| !d.trim().is_empty()) {
+        RDKafkaLogLevel::Debug
+    } else {
+        RDKafkaLogLevel::Info
+    }
+}
+
 /// The consumer as the pipeline shares it.
 pub(crate) type KafkaConsumer = StreamConsumer<SourceContext>;
 
@@ -283,7 +305,7 @@ pub(crate) fn create_consumer(
     for (key, value) in settings {
         config.set(key, value);
     }
-    config.set_log_level(RDKafkaLogLevel::Info);
+    config.set_log_level(log_level(settings));
     let consumer: KafkaConsumer = config.create_with_context(SourceContext {
         shared: Arc::clone(&shared),
     })?;
