@@ -1,6 +1,8 @@
 //! `fundwatch kb …`: import national batches into immutable KB versions, list,
-//! show and diff them. Versions live under `--root` (default `var/kb`, or
-//! `$FUNDWATCH_KB_ROOT`); the version shipped in the binary is `national`.
+//! show, diff, activate and roll them back. Versions live in the registry's
+//! `kb/` (`--registry`, default `$FUNDWATCH_REGISTRY` or `var/registry`; `--root`
+//! or `$FUNDWATCH_KB_ROOT` name another store); the version shipped in the binary
+//! is `national`. See docs/registry.md.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +11,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Subcommand;
 use fundwatch_kb::{ImportOptions, KbStore, KnowledgeBase, Manifest, NATIONAL, NaiveDate};
+use fundwatch_rules::registry::Kind;
+
+use super::common;
+use super::versions::{RegistryArgs, actor, print_activation};
 
 /// Knowledge-base subcommands.
 #[derive(Debug, Subcommand)]
@@ -20,9 +26,11 @@ pub enum KbCommand {
         /// National data directory (nhsa-batches/, icd-chs/).
         #[arg(long, default_value = "../shared/data")]
         data: PathBuf,
-        /// Store root (default `var/kb`, or $FUNDWATCH_KB_ROOT).
+        /// KB store (default: the registry's kb/, or $FUNDWATCH_KB_ROOT).
         #[arg(long)]
         root: Option<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
         /// Version to build on (`national` or an id under --root).
         #[arg(long)]
         base: Option<String>,
@@ -41,17 +49,21 @@ pub enum KbCommand {
     },
     /// List the stored KB versions (and the shipped `national`).
     List {
-        /// Store root (default `var/kb`, or $FUNDWATCH_KB_ROOT).
+        /// KB store (default: the registry's kb/, or $FUNDWATCH_KB_ROOT).
         #[arg(long)]
         root: Option<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Show a version's manifest: sources, counts per rule class.
     Show {
         /// Version id, or `national`.
         version: String,
-        /// Store root (default `var/kb`, or $FUNDWATCH_KB_ROOT).
+        /// KB store (default: the registry's kb/, or $FUNDWATCH_KB_ROOT).
         #[arg(long)]
         root: Option<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Compare two versions: points added, removed and changed (by kp_id).
     Diff {
@@ -59,12 +71,34 @@ pub enum KbCommand {
         a: String,
         /// Newer version (id or `national`).
         b: String,
-        /// Store root (default `var/kb`, or $FUNDWATCH_KB_ROOT).
+        /// KB store (default: the registry's kb/, or $FUNDWATCH_KB_ROOT).
         #[arg(long)]
         root: Option<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
         /// Detail lines to print per section.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Put a version into force from its effective-from date: compiled with the
+    /// active pack, every case checked against it, then logged in the registry.
+    /// Versions of earlier dates stay for back-dated events; later ones leave.
+    Activate {
+        /// Version id (or `national`).
+        version: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Who activates (default $USER).
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Return the KB timeline to what it was before the last KB activation.
+    Rollback {
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Who rolls back (default $USER).
+        #[arg(long)]
+        actor: Option<String>,
     },
 }
 
@@ -72,8 +106,16 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
     fundwatch_kb::parse_date(s).map_err(|e| e.to_string())
 }
 
-fn store(root: Option<PathBuf>) -> KbStore {
-    KbStore::new(root.unwrap_or_else(fundwatch_kb::default_root))
+/// `--root`, else `$FUNDWATCH_KB_ROOT`, else the registry's `kb/`.
+fn store(root: Option<PathBuf>, registry: &RegistryArgs) -> KbStore {
+    match root.or_else(|| {
+        std::env::var_os(fundwatch_kb::ROOT_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    }) {
+        Some(root) => KbStore::new(root),
+        None => registry.open().kb(),
+    }
 }
 
 /// Runs a `kb` subcommand.
@@ -82,6 +124,7 @@ pub fn run(cmd: KbCommand) -> anyhow::Result<ExitCode> {
         KbCommand::Import {
             data,
             root,
+            registry,
             base,
             effective_from,
             author,
@@ -89,16 +132,47 @@ pub fn run(cmd: KbCommand) -> anyhow::Result<ExitCode> {
             files,
         } => import(
             data,
-            store(root),
+            store(root, &registry),
             base,
             effective_from,
             author,
             notes,
             files,
         ),
-        KbCommand::List { root } => list(&store(root)),
-        KbCommand::Show { version, root } => show(&store(root), &version),
-        KbCommand::Diff { a, b, root, limit } => diff(&store(root), &a, &b, limit),
+        KbCommand::List { root, registry } => list(&store(root, &registry), &registry),
+        KbCommand::Show {
+            version,
+            root,
+            registry,
+        } => show(&store(root, &registry), &version),
+        KbCommand::Diff {
+            a,
+            b,
+            root,
+            registry,
+            limit,
+        } => diff(&store(root, &registry), &a, &b, limit),
+        KbCommand::Activate {
+            version,
+            registry,
+            actor: who,
+        } => common::runtime()?.block_on(async move {
+            let builder = registry.builder();
+            let planned = builder.registry().plan_activate_kb(&version)?;
+            let report = builder.activate(planned, &actor(who)).await?;
+            print_activation(&report);
+            Ok(ExitCode::SUCCESS)
+        }),
+        KbCommand::Rollback {
+            registry,
+            actor: who,
+        } => common::runtime()?.block_on(async move {
+            let builder = registry.builder();
+            let planned = builder.registry().plan_rollback(Kind::Kb)?;
+            let report = builder.activate(planned, &actor(who)).await?;
+            print_activation(&report);
+            Ok(ExitCode::SUCCESS)
+        }),
     }
 }
 
@@ -153,7 +227,13 @@ fn import(
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(store: &KbStore) -> anyhow::Result<ExitCode> {
+fn list(store: &KbStore, registry: &RegistryArgs) -> anyhow::Result<ExitCode> {
+    let state = registry.open().state().unwrap_or_default();
+    let timeline: Vec<String> = if state.kb.is_empty() {
+        vec![NATIONAL.to_string()]
+    } else {
+        state.kb.clone()
+    };
     let mut rows: Vec<(String, Manifest)> = Vec::new();
     match fundwatch_kb::national() {
         Ok(kb) => rows.push((NATIONAL.to_string(), kb.manifest().clone())),
@@ -163,12 +243,14 @@ fn list(store: &KbStore) -> anyhow::Result<ExitCode> {
         rows.push((m.id.clone(), m));
     }
     println!(
-        "{:<24} {:<24} {:>10} {:>7} {:>7}  {:<20} notes",
+        "  {:<24} {:<24} {:>10} {:>7} {:>7}  {:<20} notes",
         "version", "id", "effective", "points", "classes", "created"
     );
     for (name, m) in &rows {
+        let active = timeline.iter().any(|t| t == name);
         println!(
-            "{:<24} {:<24} {:>10} {:>7} {:>7}  {:<20} {}",
+            "{} {:<24} {:<24} {:>10} {:>7} {:>7}  {:<20} {}",
+            if active { "*" } else { " " },
             name,
             m.id,
             m.effective_from.to_string(),
@@ -178,6 +260,7 @@ fn list(store: &KbStore) -> anyhow::Result<ExitCode> {
             m.notes
         );
     }
+    eprintln!("(* = in the active KB timeline; `kb activate <id>` changes it)");
     if rows.len() == 1 {
         eprintln!(
             "(no versions under {}; `fundwatch kb import` makes one)",
