@@ -12,7 +12,9 @@ use crate::alert::{Alert, AlertDetail, batch_label, fill_template, jr_id, money}
 use crate::batch::{EventBatch, LineRef};
 use crate::eval::{EvalError, Finding, Program};
 use crate::event::{Event, Order};
+use crate::deploy::{Deployment, DeploymentCell, service_day};
 use crate::history::DurableHistory;
+use crate::observe::{Stage, StageObserver};
 
 /// How `emitted_at` is stamped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,13 +25,24 @@ pub enum Clock {
     EventTime,
 }
 
-/// Evaluates events against one [`Program`].
+/// Evaluates events against the current [`Deployment`]: the active pack over the
+/// KB version in force on each event's service date, and, when one runs, a shadow
+/// candidate beside it.
+///
+/// Clones share the deployment and the history: an activation through
+/// [`Engine::swap`] (or a [`crate::VersionManager`]) reaches every front end that
+/// holds a clone, while each micro-batch finishes on the deployment it started with.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    program: Arc<Program>,
+    deployment: Arc<DeploymentCell>,
     clock: Clock,
     history: Arc<Mutex<DurableHistory>>,
+    /// Where stage durations go (metrics); `None` measures nothing.
+    observer: Option<Arc<dyn StageObserver>>,
 }
+
+/// One micro-batch's findings grouped into alerts: (event, rule, alert_key) → rows.
+type Groups = BTreeMap<(u32, usize, String), Vec<Finding>>;
 
 impl Engine {
     /// An engine over `program`, stamping `emitted_at` with `clock`, with an
@@ -41,10 +54,41 @@ impl Engine {
 
     /// An engine with the given (e.g. durable, per-partition) history.
     pub fn with_history(program: Arc<Program>, clock: Clock, history: DurableHistory) -> Self {
+        Self::with_deployment(Deployment::single(program), clock, history)
+    }
+
+    /// An engine over a deployment (a KB timeline, maybe a shadow candidate).
+    pub fn with_deployment(deployment: Deployment, clock: Clock, history: DurableHistory) -> Self {
         Self {
-            program,
+            deployment: Arc::new(DeploymentCell::new(deployment)),
             clock,
             history: Arc::new(Mutex::new(history)),
+            observer: None,
+        }
+    }
+
+    /// This engine (sharing its deployment and history) reporting stage
+    /// durations to `observer`; each source (HTTP, Kafka, demo) uses a clone with
+    /// its own observer, so stages are labelled by source.
+    pub fn with_observer(mut self, observer: Arc<dyn StageObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&self, stage: Stage, since: std::time::Instant, events: usize) {
+        if let Some(observer) = &self.observer {
+            observer.observe(stage, since.elapsed(), events);
+        }
+    }
+
+    /// The same deployment (and its future swaps) with another history: e.g. a
+    /// durable one opened after the deployment was built.
+    pub fn rebind_history(&self, history: DurableHistory) -> Self {
+        Self {
+            deployment: Arc::clone(&self.deployment),
+            clock: self.clock,
+            history: Arc::new(Mutex::new(history)),
+            observer: self.observer.clone(),
         }
     }
 
@@ -53,9 +97,26 @@ impl Engine {
         &self.history
     }
 
-    /// The program.
-    pub fn program(&self) -> &Arc<Program> {
-        &self.program
+    /// The program of the newest KB version of the current deployment (pack
+    /// metadata, versions, history retention).
+    pub fn program(&self) -> Arc<Program> {
+        Arc::clone(self.deployment.load().latest())
+    }
+
+    /// The current deployment.
+    pub fn deployment(&self) -> Arc<Deployment> {
+        self.deployment.load()
+    }
+
+    /// Makes `deployment` current for this engine and all its clones; batches
+    /// already under way finish on the previous one, which is returned.
+    pub fn swap(&self, deployment: Arc<Deployment>) -> Arc<Deployment> {
+        self.deployment.swap(deployment)
+    }
+
+    /// How `emitted_at` is stamped.
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     /// Evaluates one micro-batch; returns the alerts of each event, in input order,
@@ -80,27 +141,61 @@ impl Engine {
     /// that must persist alerts before the position advances call
     /// [`Engine::evaluate_only`], persist, then this.
     pub fn record(&self, events: &[&Event], position: Option<u64>) -> Result<(), EvalError> {
+        let started = std::time::Instant::now();
         let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-        history
+        let applied = history
             .apply(events, position)
-            .map_err(|err| EvalError::History(err.to_string()))
+            .map_err(|err| EvalError::History(err.to_string()));
+        drop(history);
+        self.observe(Stage::History, started, events.len());
+        applied
     }
 
     /// Evaluates without recording into history (see [`Engine::record`]).
+    ///
+    /// The events are grouped by the KB version in force on their service date;
+    /// each group is one engine call on that version's program, and the alerts
+    /// come back in input order.
     pub async fn evaluate_only(&self, events: &[&Event]) -> Result<Vec<Vec<Alert>>, EvalError> {
-        let program = &self.program;
-        let rules = program.rules();
-        let selections: Vec<Vec<bool>> = events
-            .iter()
-            .map(|event| rules.iter().map(|r| selects(event, &r.rule)).collect())
-            .collect();
-        let wanted: Vec<bool> = (0..rules.len())
-            .map(|i| selections.iter().any(|sel| sel[i]))
-            .collect();
+        let deployment = self.deployment.load();
+        let slots = deployment.slots();
+        if slots.len() == 1 {
+            return self.evaluate_group(&deployment, 0, events).await;
+        }
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); slots.len()];
+        for (i, event) in events.iter().enumerate() {
+            groups[deployment.slot_for(service_day(event))].push(i);
+        }
         let mut out = vec![Vec::new(); events.len()];
-        if !wanted.iter().any(|w| *w) {
+        for (slot, idxs) in groups.iter().enumerate() {
+            if idxs.is_empty() {
+                continue;
+            }
+            let sub: Vec<&Event> = idxs.iter().map(|&i| events[i]).collect();
+            let alerts = self.evaluate_group(&deployment, slot, &sub).await?;
+            for (&i, a) in idxs.iter().zip(alerts) {
+                out[i] = a;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One engine call: `events` (all of one slot) against that slot's program,
+    /// and the shadow candidate's program beside it.
+    async fn evaluate_group(
+        &self,
+        deployment: &Deployment,
+        slot: usize,
+        events: &[&Event],
+    ) -> Result<Vec<Vec<Alert>>, EvalError> {
+        let program = &deployment.slots()[slot].program;
+        let mut out = vec![Vec::new(); events.len()];
+        let (selections, wanted) = select(program, events);
+        let shadow = deployment.shadow();
+        if !wanted.iter().any(|w| *w) && shadow.is_none() {
             return Ok(out);
         }
+        let started = std::time::Instant::now();
         let batch = {
             let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::new(EventBatch::build_with_history(
@@ -109,33 +204,50 @@ impl Engine {
                 Some(history.store()),
             ))
         };
-        let findings = program.evaluate(Arc::clone(&batch), Some(&wanted)).await?;
-
-        // (event, rule, alert_key) → findings; BTreeMap gives the output order.
-        let mut groups: BTreeMap<(u32, usize, String), Vec<Finding>> = BTreeMap::new();
-        for mut finding in findings {
-            let event = finding.event_idx as usize;
-            if finding.alert_key.is_empty()
-                && let Some(r) = finding.line_id.and_then(|l| batch.lines.get(l as usize))
-                && let Some(order) = events[event]
-                    .patients
-                    .get(r.patient as usize)
-                    .and_then(|p| p.encounters.get(r.encounter as usize))
-                    .and_then(|e| e.orders.get(r.order as usize).map(|o| (e, o)))
+        self.observe(Stage::BatchBuild, started, events.len());
+        let started = std::time::Instant::now();
+        let groups = if wanted.iter().any(|w| *w) {
+            let findings = program.evaluate(Arc::clone(&batch), Some(&wanted)).await?;
+            group_findings(findings, events, &batch, &selections)
+        } else {
+            Groups::new()
+        };
+        self.observe(Stage::Evaluate, started, events.len());
+        if let Some(shadow) = shadow {
+            let active: Vec<(u32, String, String)> = groups
+                .keys()
+                .map(|(e, r, k)| (*e, program.rules()[*r].rule.rule_id.clone(), k.clone()))
+                .collect();
+            // A candidate with other input dictionaries needs its own tables; built
+            // now, while the history is what the active program saw.
+            let candidate = &shadow.programs()[slot];
+            let shadow_batch = if candidate.pack().manifest.dictionaries
+                == program.pack().manifest.dictionaries
             {
-                finding.alert_key = format!("{}/{}", order.0.mdtrt_id, order.1.rx_id);
-            }
-            if selections.get(event).is_some_and(|sel| sel[finding.rule]) {
-                groups
-                    .entry((finding.event_idx, finding.rule, finding.alert_key.clone()))
-                    .or_default()
-                    .push(finding);
-            }
+                Arc::clone(&batch)
+            } else {
+                let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+                Arc::new(EventBatch::build_with_history(
+                    events,
+                    &candidate.pack().manifest.dictionaries,
+                    Some(history.store()),
+                ))
+            };
+            shadow.submit(
+                slot,
+                events,
+                shadow_batch,
+                active,
+                program.pack().version_label(),
+            );
         }
+        let started = std::time::Instant::now();
         let emitted_now = chrono::Local::now().naive_local();
+        let rules = program.rules();
         for ((event_idx, rule_idx, key), group) in groups {
             let event = events[event_idx as usize];
             let alert = self.build_alert(
+                program,
                 event,
                 &batch,
                 &rules[rule_idx].rule,
@@ -145,11 +257,14 @@ impl Engine {
             );
             out[event_idx as usize].push(alert);
         }
+        self.observe(Stage::AlertBuild, started, events.len());
         Ok(out)
     }
 
+    #[allow(clippy::too_many_arguments)] // one alert needs all of these; a struct would only rename them
     fn build_alert(
         &self,
+        program: &Program,
         event: &Event,
         batch: &EventBatch,
         rule: &Rule,
@@ -157,7 +272,6 @@ impl Engine {
         mut group: Vec<Finding>,
         now: NaiveDateTime,
     ) -> Alert {
-        let program = &self.program;
         let kb = program.kb();
         let pack = program.pack();
         // 违规项 before 涉及项, then by line; a line appears once.
@@ -356,6 +470,55 @@ impl Engine {
             emitted_at,
         }
     }
+}
+
+/// Which rules run for which event, and which rules run at all in the batch.
+pub(crate) fn select(program: &Program, events: &[&Event]) -> (Vec<Vec<bool>>, Vec<bool>) {
+    let rules = program.rules();
+    let selections: Vec<Vec<bool>> = events
+        .iter()
+        .map(|event| rules.iter().map(|r| selects(event, &r.rule)).collect())
+        .collect();
+    let wanted: Vec<bool> = (0..rules.len())
+        .map(|i| selections.iter().any(|sel| sel[i]))
+        .collect();
+    (selections, wanted)
+}
+
+/// Groups a program's findings into alerts: rows of the same (event, rule,
+/// alert_key) form one alert; an empty key becomes the line's `mdtrt_id/rx_id`
+/// (which, unlike `line_id`, does not depend on the batch); rules not selected for
+/// an event are dropped.
+pub(crate) fn group_findings(
+    findings: Vec<Finding>,
+    events: &[&Event],
+    batch: &EventBatch,
+    selections: &[Vec<bool>],
+) -> Groups {
+    let mut groups = Groups::new();
+    for mut finding in findings {
+        let event = finding.event_idx as usize;
+        if finding.alert_key.is_empty()
+            && let Some(r) = finding.line_id.and_then(|l| batch.lines.get(l as usize))
+            && let Some(order) = events
+                .get(event)
+                .and_then(|e| e.patients.get(r.patient as usize))
+                .and_then(|p| p.encounters.get(r.encounter as usize))
+                .and_then(|e| e.orders.get(r.order as usize).map(|o| (e, o)))
+        {
+            finding.alert_key = format!("{}/{}", order.0.mdtrt_id, order.1.rx_id);
+        }
+        if selections
+            .get(event)
+            .is_some_and(|sel| sel.get(finding.rule).copied().unwrap_or(false))
+        {
+            groups
+                .entry((finding.event_idx, finding.rule, finding.alert_key.clone()))
+                .or_default()
+                .push(finding);
+        }
+    }
+    groups
 }
 
 /// Whether `rule` runs for `event`: scenarios first (the interface says prefer

@@ -10,18 +10,23 @@
 //! Glossary (national name → here): 知识库 → `KnowledgeBase` (crate `fundwatch-kb`),
 //! 规则库/规则包 → `RulePack` (crate `fundwatch-rules`), `jr_id` → [`Alert::jr_id`],
 //! `judge_result_detail_dtos` → [`AlertDetail`], `trig_scen` → scenario, compiled
-//! pack × KB → [`Program`].
+//! pack × KB → [`Program`], the programs in force (KB timeline, shadow candidate)
+//! → [`Deployment`], 激活/回滚 (activation, rollback) → [`VersionManager`].
 
 pub mod alert;
 pub mod batch;
+pub mod deploy;
 mod engine;
 pub mod eval;
 pub mod event;
 pub mod history;
+pub mod observe;
 mod pack_test;
 
 pub use alert::{Alert, AlertDetail, AlertSummary};
 pub use engine::{Clock, Engine, selects};
-pub use eval::{EvalError, Program, ProgramOptions};
+pub use deploy::{Deployment, VersionManager, service_day};
+pub use eval::{DormantRule, EvalError, Program, ProgramOptions};
+pub use observe::{Stage, StageObserver};
 pub use event::{DecodeError, Event, decode_event, decode_value};
 pub use pack_test::{CaseResult, RuleResult, run_pack_cases};

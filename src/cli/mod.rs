@@ -1,12 +1,16 @@
 //! Subcommands of the `fundwatch` binary.
 
+mod backtest;
 mod check;
 mod common;
 mod demo;
 pub mod kb;
+mod logging;
 mod rules;
 mod serve;
+mod shutdown;
 mod stream;
+mod versions;
 
 use std::process::ExitCode;
 
@@ -22,15 +26,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// A rule pack over historical events (Parquet or NDJSON): hits and money
+    /// per rule, and the difference to another pack (--against).
+    Backtest(backtest::BacktestArgs),
     /// Evaluate an NDJSON file of 3101/3102 events; write alerts as NDJSON.
     Check(check::CheckArgs),
     /// Everything embedded: a labelled synthetic settlement stream through the engine,
     /// with a live summary (events/s, alerts per rule, recall, false alerts, latency).
     Demo(demo::DemoArgs),
-    /// Knowledge base (知识库): import national batches, list, show and diff versions.
+    /// Knowledge base (知识库): import national batches, list, show, diff, activate versions.
     #[command(subcommand)]
     Kb(kb::KbCommand),
-    /// Rule packs (规则库): test and validate.
+    /// Rule packs (规则库): test, validate, publish, activate, roll back, shadow.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
     /// Inline HTTP service for hospital HIS: 3101/3102/3103, alert API, admin
@@ -44,6 +51,7 @@ enum Command {
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Backtest(args) => backtest::run(args),
         Command::Check(args) => check::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Kb(cmd) => kb::run(cmd),

@@ -1,7 +1,8 @@
 //! [`Service`]: the router, its shared state and the runtimes behind it.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -13,7 +14,9 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
+use super::admin;
 use super::api;
 use super::auth::{AuthError, Authenticator, Principal};
 use super::batcher::{BatchSettings, Batcher, Evaluator, Versions};
@@ -59,9 +62,31 @@ pub(crate) struct AppState {
     pub versions: Versions,
     pub settings: BatchSettings,
     pub started: Instant,
+    /// Partitions assigned to the Kafka pipeline, when this process runs one:
+    /// `/readyz` then needs at least one.
+    pub kafka_assigned: OnceLock<prometheus::IntGauge>,
+    /// Set when shutdown begins: `/readyz` answers 503 so load balancers stop
+    /// sending while the requests in flight finish.
+    pub draining: AtomicBool,
+    /// The version registry's endpoints act on this (unset: fixed versions).
+    pub version_control: OnceLock<Arc<super::admin::VersionControl>>,
 }
 
 impl AppState {
+    /// The versions in force now (they change on activation).
+    pub fn versions(&self) -> Versions {
+        match self.version_control.get() {
+            Some(control) => {
+                let program = control.manager().engine().program();
+                Versions {
+                    rule_pack: program.pack().version_label(),
+                    kb: program.kb().id().to_string(),
+                }
+            }
+            None => self.versions.clone(),
+        }
+    }
+
     /// The institution whose key `headers` carry: 401 without a valid key, 403 for
     /// an admin key.
     pub fn institution(&self, headers: &HeaderMap) -> Result<String, ApiError> {
@@ -115,6 +140,27 @@ impl Service {
         evaluator: Arc<dyn Evaluator>,
         store: Arc<dyn AlertStore>,
     ) -> Result<Self, ServiceError> {
+        Self::with_metrics(
+            config,
+            auth,
+            evaluator,
+            store,
+            &crate::metrics::Metrics::new(),
+        )
+    }
+
+    /// [`Service::new`] registering in, and serving at `/metrics`, the
+    /// process-wide `metrics` (shared with the Kafka pipeline or the demo). Stage
+    /// durations of the engine show only if the evaluator reports them (an
+    /// [`Engine`](fundwatch_engine::Engine) built
+    /// `with_observer(metrics.source(Source::Http))`).
+    pub fn with_metrics(
+        config: &HttpConfig,
+        auth: Authenticator,
+        evaluator: Arc<dyn Evaluator>,
+        store: Arc<dyn AlertStore>,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<Self, ServiceError> {
         let threads = config.eval_threads();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -132,8 +178,9 @@ impl Service {
                 threads
             },
         };
-        let metrics = Arc::new(Metrics::new());
         let versions = evaluator.versions();
+        metrics.set_active_versions(&versions.rule_pack, &versions.kb);
+        let metrics = metrics.http();
         let batcher = Batcher::start(
             settings,
             evaluator,
@@ -151,6 +198,9 @@ impl Service {
             versions,
             settings,
             started: Instant::now(),
+            kafka_assigned: OnceLock::new(),
+            draining: AtomicBool::new(false),
+            version_control: OnceLock::new(),
         };
         Ok(Self {
             state: Arc::new(state),
@@ -164,12 +214,44 @@ impl Service {
         &self.state.metrics
     }
 
+    /// Makes `/readyz` also require a Kafka partition assignment (this process
+    /// runs the pipeline whose metrics `kafka` are).
+    pub fn require_kafka(&self, kafka: &crate::kafka::KafkaMetrics) {
+        let _ = self
+            .state
+            .kafka_assigned
+            .set(kafka.assigned_partitions.clone());
+    }
+
+    /// Enables the version endpoints (`/api/v1/admin/{versions,kb,rules,shadow}`,
+    /// docs/registry.md) over `control`, whose engine must be the evaluator's.
+    pub fn set_version_control(&self, control: Arc<super::admin::VersionControl>) {
+        let _ = self.state.version_control.set(control);
+    }
+
     /// The router (for embedding or for driving without a socket).
     pub fn router(&self) -> Router {
         let admin = Router::new()
             .route("/api/v1/admin/audit", get(api::admin_audit))
             .route("/api/v1/admin/status", get(api::admin_status))
             .route("/api/v1/admin/alerts", get(api::admin_alerts))
+            .route("/api/v1/admin/versions", get(admin::versions))
+            .route("/api/v1/admin/kb", get(admin::kb_list))
+            .route("/api/v1/admin/kb/import", post(admin::kb_import))
+            .route("/api/v1/admin/kb/activate", post(admin::kb_activate))
+            .route("/api/v1/admin/kb/rollback", post(admin::kb_rollback))
+            .route("/api/v1/admin/kb/diff", get(admin::kb_diff))
+            .route("/api/v1/admin/rules", get(admin::rules_list))
+            .route("/api/v1/admin/rules/publish", post(admin::rules_publish))
+            .route("/api/v1/admin/rules/activate", post(admin::rules_activate))
+            .route("/api/v1/admin/rules/rollback", post(admin::rules_rollback))
+            .route("/api/v1/admin/rules/diff", get(admin::rules_diff))
+            .route(
+                "/api/v1/admin/shadow",
+                get(admin::shadow_report).post(admin::shadow_start),
+            )
+            .route("/api/v1/admin/shadow/promote", post(admin::shadow_promote))
+            .route("/api/v1/admin/shadow/discard", post(admin::shadow_discard))
             .route_layer(middleware::from_fn_with_state(
                 Arc::clone(&self.state),
                 api::admin_guard,
@@ -209,6 +291,12 @@ impl Service {
             }
         });
         let router = self.router();
+        let state = Arc::clone(&self.state);
+        let shutdown = async move {
+            shutdown.await;
+            state.draining.store(true, Ordering::SeqCst);
+            tracing::info!("HTTP: not ready any more; finishing the requests in flight");
+        };
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await
@@ -234,8 +322,18 @@ fn endpoint_label(path: &str) -> &'static str {
 async fn timing(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let endpoint = endpoint_label(request.uri().path());
-    let mut response = next.run(request).await;
+    // One span per request: the endpoint, never ids or personal data.
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        endpoint,
+        status = tracing::field::Empty,
+        us = tracing::field::Empty,
+    );
+    let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
+    span.record("status", response.status().as_u16());
+    span.record("us", elapsed.as_micros() as u64);
     state
         .metrics
         .latency
@@ -256,16 +354,39 @@ async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
+/// Ready = the KB and the rule pack are loaded, the evaluator runs, Kafka has
+/// assigned partitions (when this process consumes) and shutdown has not begun.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let batcher = &state.batcher;
+    let versions = state.versions();
+    let kafka = state.kafka_assigned.get().map(prometheus::IntGauge::get);
+    let mut waiting: Vec<&str> = Vec::new();
+    if versions.kb.is_empty() {
+        waiting.push("knowledge base not loaded");
+    }
+    if versions.rule_pack.is_empty() {
+        waiting.push("rule pack not loaded");
+    }
+    if !batcher.is_running() {
+        waiting.push("evaluator stopped");
+    }
+    if kafka.is_some_and(|assigned| assigned <= 0) {
+        waiting.push("no Kafka partition assigned yet");
+    }
+    if state.draining.load(Ordering::SeqCst) {
+        waiting.push("shutting down");
+    }
+    let ready = waiting.is_empty();
     let body = json!({
-        "status": if batcher.is_running() { "ready" } else { "stopped" },
-        "rule_pack": state.versions.rule_pack,
-        "kb": state.versions.kb,
+        "status": if ready { "ready" } else { "not_ready" },
+        "waiting_for": waiting,
+        "rule_pack": versions.rule_pack,
+        "kb": versions.kb,
+        "kafka_assigned_partitions": kafka,
         "queue_depth": batcher.depth(),
         "queue_capacity": batcher.capacity(),
     });
-    let status = if batcher.is_running() {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
