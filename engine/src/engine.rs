@@ -10,9 +10,9 @@ use fundwatch_rules::Rule;
 
 use crate::alert::{Alert, AlertDetail, batch_label, fill_template, jr_id, money};
 use crate::batch::{EventBatch, LineRef};
+use crate::deploy::{Deployment, DeploymentCell, service_day};
 use crate::eval::{EvalError, Finding, Program};
 use crate::event::{Event, Order};
-use crate::deploy::{Deployment, DeploymentCell, service_day};
 use crate::history::DurableHistory;
 use crate::observe::{Stage, StageObserver};
 
@@ -221,18 +221,17 @@ impl Engine {
             // A candidate with other input dictionaries needs its own tables; built
             // now, while the history is what the active program saw.
             let candidate = &shadow.programs()[slot];
-            let shadow_batch = if candidate.pack().manifest.dictionaries
-                == program.pack().manifest.dictionaries
-            {
-                Arc::clone(&batch)
-            } else {
-                let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-                Arc::new(EventBatch::build_with_history(
-                    events,
-                    &candidate.pack().manifest.dictionaries,
-                    Some(history.store()),
-                ))
-            };
+            let shadow_batch =
+                if candidate.pack().manifest.dictionaries == program.pack().manifest.dictionaries {
+                    Arc::clone(&batch)
+                } else {
+                    let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+                    Arc::new(EventBatch::build_with_history(
+                        events,
+                        &candidate.pack().manifest.dictionaries,
+                        Some(history.store()),
+                    ))
+                };
             shadow.submit(
                 slot,
                 events,

@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use fundwatch_connectors::file::{NdjsonSink, NdjsonSource};
-use std::sync::Arc;
 
 use fundwatch_engine::history::DurableHistory;
 use fundwatch_engine::{Alert, AlertSummary, Clock, Engine, Event};
@@ -53,7 +52,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             let days = engine.program().history_days();
             let history = DurableHistory::open(&dir.join("partition-0"), days, 10_000)?;
             resume_after = history.position().unwrap_or(0);
-            engine = Engine::with_history(Arc::clone(engine.program()), Clock::EventTime, history);
+            engine = engine.rebind_history(history);
         }
         let source = NdjsonSource::open(&args.input)
             .with_context(|| format!("opening {}", args.input.display()))?;
@@ -101,11 +100,8 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             summary.alerts, summary.distinct_amount
         );
         for (rule_id, (count, amount)) in &summary.per_rule {
-            let name = engine
-                .program()
-                .pack()
-                .rule(rule_id)
-                .map_or("", |r| r.name.as_str());
+            let program = engine.program();
+            let name = program.pack().rule(rule_id).map_or("", |r| r.name.as_str());
             eprintln!("  {rule_id} {name}: {count} alerts, {amount:.2}");
         }
         Ok(if good == 0 && bad > 0 {

@@ -281,8 +281,8 @@ pub(crate) async fn admin_audit(
 /// `GET /api/v1/admin/status`: versions, queue and batching settings.
 pub(crate) async fn admin_status(State(state): State<Arc<AppState>>) -> Response {
     Json(json!({
-        "rule_pack": state.versions.rule_pack,
-        "kb": state.versions.kb,
+        "rule_pack": state.versions().rule_pack,
+        "kb": state.versions().kb,
         "uptime_s": state.started.elapsed().as_secs(),
         "budget_ms": state.budget.as_millis() as u64,
         "queue_depth": state.batcher.depth(),

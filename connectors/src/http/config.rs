@@ -16,6 +16,7 @@
 //! | `FUNDWATCH_STORE_DIR` | `store.dir` |
 //! | `FUNDWATCH_KB` | `engine.kb` |
 //! | `FUNDWATCH_RULES` | `engine.rules` |
+//! | `FUNDWATCH_REGISTRY` | `engine.registry` |
 //!
 //! API keys are never read from the environment wholesale; a key entry may name
 //! its own variable with `key_env`.
@@ -176,6 +177,15 @@ pub struct EngineConfig {
     pub kb: Option<PathBuf>,
     /// Rule pack directory (default: `rule-base/packs/national`).
     pub rules: Option<PathBuf>,
+    /// Version registry (docs/registry.md): the versions it names active are
+    /// served, and the admin endpoints activate, roll back and shadow versions
+    /// without a restart. Used when neither `kb` nor `rules` is set (default
+    /// `$FUNDWATCH_REGISTRY`, else `var/registry`; an empty registry serves the
+    /// shipped pack and national KB).
+    pub registry: Option<PathBuf>,
+    /// How often the registry is checked for activations made by another
+    /// process (`fundwatch rules activate`), in milliseconds (default 2000).
+    pub registry_poll_ms: Option<u64>,
 }
 
 /// Which [`AlertStore`](super::store::AlertStore) implementation keeps alerts.
@@ -353,6 +363,9 @@ impl ServeConfig {
         }
         if let Some(v) = lookup("FUNDWATCH_KB") {
             self.engine.kb = Some(PathBuf::from(v));
+        }
+        if let Some(v) = lookup("FUNDWATCH_REGISTRY") {
+            self.engine.registry = Some(PathBuf::from(v));
         }
         if let Some(v) = lookup("FUNDWATCH_RULES") {
             self.engine.rules = Some(PathBuf::from(v));

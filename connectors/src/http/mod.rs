@@ -12,6 +12,7 @@
 //!
 //! docs/http.md is the user's guide; [`config`] documents every key.
 
+pub mod admin;
 pub mod auth;
 pub mod batcher;
 pub mod config;
@@ -25,6 +26,7 @@ mod envelope;
 mod fsi;
 mod server;
 
+pub use admin::VersionControl;
 pub use auth::{Authenticator, Principal};
 pub use batcher::{Evaluator, Versions};
 pub use config::{ConfigError, HttpConfig, ServeConfig, StoreKind};

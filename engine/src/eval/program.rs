@@ -174,12 +174,24 @@ pub struct CompiledRule {
     columns: OutputColumns,
 }
 
+/// A rule left out of a program because the KB version holds no knowledge of a
+/// class its SQL reads (e.g. a batch-8 rule against a KB of batches 1–7): it has
+/// nothing to check yet and becomes live with the first KB version that has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DormantRule {
+    /// The rule.
+    pub rule_id: String,
+    /// Classes its SQL names that the KB lacks.
+    pub missing_classes: Vec<String>,
+}
+
 /// A rule pack compiled against one KB version.
 #[derive(Debug)]
 pub struct Program {
     pack: Arc<RulePack>,
     kb: Arc<KnowledgeBase>,
     rules: Vec<CompiledRule>,
+    dormant: Vec<DormantRule>,
     config: SessionConfig,
     runtime: Arc<RuntimeEnv>,
 }
@@ -243,7 +255,33 @@ impl Program {
         }
 
         let mut rules = Vec::new();
+        let mut dormant = Vec::new();
         for rule in pack.rules.iter().filter(|r| r.enabled) {
+            let missing: Vec<String> = kb_classes(&rule.sql)
+                .into_iter()
+                .filter(|class| kb.class_id(class).is_none())
+                .collect();
+            if !missing.is_empty() {
+                // A class the pack declares required must be there: that is a
+                // wrong KB, not a rule waiting for its knowledge.
+                if let Some(class) = missing
+                    .iter()
+                    .find(|c| pack.manifest.requires_classes.contains(c))
+                {
+                    return Err(compile_err(
+                        &rule.rule_id,
+                        format!(
+                            "KB {} has no rule class `{class}`, which the pack requires (requires_classes)",
+                            kb.id()
+                        ),
+                    ));
+                }
+                dormant.push(DormantRule {
+                    rule_id: rule.rule_id.clone(),
+                    missing_classes: missing,
+                });
+                continue;
+            }
             let frame = ctx
                 .sql(&rule.sql)
                 .await
@@ -265,6 +303,7 @@ impl Program {
             pack,
             kb,
             rules,
+            dormant,
             config,
             runtime,
         })
@@ -273,6 +312,11 @@ impl Program {
     /// The compiled rules, in pack order (by `rule_id`).
     pub fn rules(&self) -> &[CompiledRule] {
         &self.rules
+    }
+
+    /// Enabled rules left out because the KB lacks their knowledge classes.
+    pub fn dormant(&self) -> &[DormantRule] {
+        &self.dormant
     }
 
     /// Days of history the enabled rules need (the largest `history_days`).
@@ -334,6 +378,32 @@ impl Program {
         }
         Ok(findings)
     }
+}
+
+/// Knowledge classes a rule's SQL names as the first (literal) argument of
+/// `kb_lookup`, `kb_pair` or `kb_in_pair`.
+fn kb_classes(sql: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for function in ["kb_lookup", "kb_pair", "kb_in_pair"] {
+        let mut rest = sql;
+        while let Some(at) = rest.find(function) {
+            rest = &rest[at + function.len()..];
+            let args = rest.trim_start();
+            let Some(args) = args.strip_prefix('(') else {
+                continue;
+            };
+            let Some(quoted) = args.trim_start().strip_prefix('\'') else {
+                continue;
+            };
+            if let Some(end) = quoted.find('\'') {
+                let class = quoted[..end].to_string();
+                if !out.contains(&class) {
+                    out.push(class);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn read_findings(rule: usize, cols: &OutputColumns, batch: &RecordBatch, out: &mut Vec<Finding>) {
