@@ -8,10 +8,17 @@
 //!        ─▶ Engine::evaluate ─▶ alerts → NDJSON file, scorecard, latency histograms
 //! ```
 //!
+//! The HTTP service runs beside it on `--listen` (default 127.0.0.1:8080):
+//! `/metrics`, `/healthz`, `/readyz`, the alert API and 3101/3102 with a key
+//! printed at start — on the runtime's worker threads and its own evaluation
+//! thread, while this loop runs on the main thread. Ctrl-C or SIGTERM ends the
+//! run early, after the batch in flight.
+//!
 //! Exit code 0 when every label was found (recall 100%) and no alert was false, 1
 //! otherwise, so CI can run it.
 
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,14 +28,19 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use fundwatch_connectors::file::NdjsonSink;
+use fundwatch_connectors::http::config::{KeyConfig, Role};
+use fundwatch_connectors::http::{Authenticator, HttpConfig, MemoryStore, Service};
+use fundwatch_connectors::metrics::{Metrics, Source, SourceMetrics};
 use fundwatch_connectors::synthetic::{
     Generator, GeneratorConfig, Label, Scorecard, SyntheticEvent,
 };
-use fundwatch_engine::{Clock, Engine, Event, decode_event};
+use fundwatch_engine::{Clock, Engine, Event, Stage, decode_event};
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 
 use super::common;
+use super::logging::{self, LogFormat};
+use super::shutdown;
 
 /// Arguments of `fundwatch demo`.
 #[derive(Debug, Args)]
@@ -61,6 +73,10 @@ pub struct DemoArgs {
     /// Rule pack directory (default: rule-base/packs/national).
     #[arg(long)]
     rules: Option<PathBuf>,
+    /// Where the HTTP API, /metrics, /healthz and /readyz listen during the demo
+    /// (port 0: any free port; the URL is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
 }
 
 /// Parses `60s`, `2m`, `1h`, `500ms` or a bare number of seconds.
@@ -133,6 +149,7 @@ fn ms(us: u64) -> f64 {
 /// Everything the run keeps count of.
 struct Run {
     engine: Engine,
+    metrics: SourceMetrics,
     sink: NdjsonSink<std::fs::File>,
     score: Scorecard,
     latency: Latency,
@@ -157,19 +174,31 @@ impl Run {
             self.score.add_labels(&p.labels);
         }
         let refs: Vec<&Event> = pending.iter().map(|p| &p.event).collect();
+        let span = tracing::info_span!("demo_batch", batch = self.batches + 1, events = refs.len());
+        let _entered = span.enter();
         let began = Instant::now();
         let alerts = self
             .engine
             .evaluate(&refs)
             .await
+            .inspect_err(|_| self.metrics.error("evaluate"))
             .context("evaluating a micro-batch")?;
         let took = began.elapsed();
+        let sink_began = Instant::now();
         for alert in alerts.iter().flatten() {
             self.sink.write(alert).context("writing an alert")?;
             self.score.add_alert(alert);
+            self.metrics
+                .alert(&alert.rule_id, &alert.sev_deg, &alert.fixmedins_code);
         }
         let done = Instant::now();
         let n = pending.len() as u64;
+        let m = &self.metrics;
+        m.stage(Stage::Sink)
+            .observe((done - sink_began).as_secs_f64());
+        m.batch_seconds.observe(took.as_secs_f64());
+        m.batch_events.observe(n as f64);
+        m.events_out.inc_by(n);
         self.latency.batch.saturating_record(micros(took));
         self.latency
             .per_event_cost
@@ -178,6 +207,7 @@ impl Run {
             self.latency
                 .event
                 .saturating_record(micros(done - p.entered));
+            m.event_to_alert.observe((done - p.entered).as_secs_f64());
         }
         self.events += n;
         self.batches += 1;
@@ -355,10 +385,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    // Warnings only: the live summary is the demo's output.
+    logging::init(LogFormat::Text, "warn");
     eprintln!("fundwatch demo: loading the knowledge base and compiling the rule pack …");
     let engine =
         common::load_engine(args.kb.as_deref(), args.rules.as_deref(), Clock::Wall).await?;
+    let metrics = Metrics::new();
+    let source = metrics.source(Source::Synthetic);
+    let engine = engine.with_observer(Arc::new(source.clone()));
     let program = engine.program();
+    metrics.set_active_versions(&program.pack().version_label(), program.kb().id());
+    let http = start_http(&args, &engine, &metrics).await?;
     let config = GeneratorConfig {
         seed: args.seed,
         violation_share: args.violations,
@@ -396,7 +433,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let producer = {
         let stop = Arc::clone(&stop);
         let rate = args.rate;
+        let source = source.clone();
         let mut generator = generator;
+        // 死亡后就医 injections register their patient's death before the event goes out.
+        let statuses = engine.clone();
         std::thread::Builder::new()
             .name("fundwatch-synthetic".into())
             .spawn(move || {
@@ -412,7 +452,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                         }
                     }
                     let event = generator.next_event();
+                    Generator::register_status(&statuses, &event);
+                    source.events_in.inc();
+                    let began = Instant::now();
                     let decoded = decode_event(&event.json);
+                    source
+                        .stage(Stage::Decode)
+                        .observe(began.elapsed().as_secs_f64());
                     if tx.blocking_send(Generated { event, decoded }).is_err() {
                         break;
                     }
@@ -425,6 +471,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut run = Run {
         engine,
+        metrics: source.clone(),
         sink,
         score: Scorecard::new(20),
         latency: Latency::new()?,
@@ -438,7 +485,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         tty: std::io::stderr().is_terminal(),
     };
     let deadline = tokio::time::Instant::from_std(started + args.duration);
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = shutdown::signal();
     tokio::pin!(ctrl_c);
     let max_wait = Duration::from_millis(50);
     let mut pending: Vec<Pending> = Vec::with_capacity(args.batch);
@@ -476,6 +523,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     }),
                     Err(err) => {
                         run.undecodable += 1;
+                        run.metrics.error("decode");
+                        run.metrics.events_out.inc();
                         if run.undecodable <= 5 {
                             eprintln!("  undecodable synthetic event {}: {err}", event.mdtrt_id);
                         }
@@ -504,14 +553,103 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         run.report();
     }
     if interrupted {
-        eprintln!("  stopped by Ctrl-C");
+        eprintln!("  stopped by Ctrl-C / SIGTERM");
     }
+    http.stop().await;
     print!("{}", run.final_summary(&args.output));
     Ok(if run.score.perfect() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The demo's HTTP service, stopped at the end of the run.
+struct DemoHttp {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DemoHttp {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(err) = self.task.await {
+            eprintln!("  warning: the HTTP service ended badly: {err}");
+        }
+    }
+}
+
+/// Starts the HTTP service on `--listen` with a fresh admin key and one
+/// institution key (printed), evaluating on one thread of its own.
+async fn start_http(
+    args: &DemoArgs,
+    engine: &Engine,
+    metrics: &Metrics,
+) -> anyhow::Result<DemoHttp> {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+        ^ u128::from(std::process::id());
+    let admin_key = format!("demo-admin-{nonce:032x}");
+    let institution_key = format!("demo-inst-{nonce:032x}");
+    let institution = "H00000000001";
+    let keys = [
+        KeyConfig {
+            role: Role::Admin,
+            fixmedins_code: None,
+            name: Some("demo-admin".into()),
+            key: Some(admin_key.clone()),
+            key_sha256: None,
+            key_env: None,
+        },
+        KeyConfig {
+            role: Role::Institution,
+            fixmedins_code: Some(institution.into()),
+            name: None,
+            key: Some(institution_key.clone()),
+            key_sha256: None,
+            key_env: None,
+        },
+    ];
+    let auth = Authenticator::from_config(&keys, |_| None).context("the demo's API keys")?;
+    let config = HttpConfig {
+        addr: args.listen,
+        eval_threads: 1,
+        ..HttpConfig::default()
+    };
+    let http_engine = engine
+        .clone()
+        .with_observer(Arc::new(metrics.source(Source::Http)));
+    let service = Service::with_metrics(
+        &config,
+        auth,
+        Arc::new(http_engine),
+        Arc::new(MemoryStore::new()),
+        metrics,
+    )?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding --listen {}: is another process listening there? (use --listen 127.0.0.1:0 for any free port)",
+                args.listen
+            )
+        })?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    eprintln!(
+        "  HTTP API and metrics on http://{addr} (/metrics, /healthz, /readyz, /api/v1/alerts, /fsi/3101); X-FundWatch-Key: {admin_key} (admin), {institution_key} ({institution})"
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(err) = service.serve(listener, shutdown).await {
+            tracing::warn!(error = %err, "the demo's HTTP service stopped");
+        }
+    });
+    Ok(DemoHttp { stop, task })
 }
 
 #[cfg(test)]
