@@ -4,8 +4,8 @@
 //! for the full pack and for each rule class, at batch sizes 1, 64 and 1024; then
 //! the replanned/compiled ratios printed as a table (`ratio …` lines on stderr).
 //!
-//! `cargo bench -p fundwatch-benches --bench evaluate` (release; ~15 min);
-//! one group: `… --bench evaluate -- evaluate_full_pack`.
+//! `cargo bench --workspace -j2 --bench evaluate` (release; ~15 min; ratios: `2>&1 | grep ^ratio`);
+//! one group: `cargo bench --workspace -j2 --bench evaluate -- evaluate_full_pack`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
