@@ -1,6 +1,8 @@
 //! Shared inputs for FundWatch's benchmarks: the national pack, the shipped KB and
 //! realistic events built from the pack's own cases.
 
+pub mod history_fixture;
+
 use std::path::Path;
 use std::sync::Arc;
 

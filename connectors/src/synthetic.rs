@@ -27,7 +27,9 @@
 //! new patient, so rules that keep history across events never link two events — with
 //! one deliberate exception: a 药品追溯码重复 injection sells again a box (trace code) an
 //! earlier event sold, so its label holds when events are evaluated in the order
-//! generated (as the demo and the tests do).
+//! generated (as the demo and the tests do). A 死亡后就医 injection registers its
+//! patient's death ([`SyntheticEvent::person_status`]): the consumer puts it into the
+//! engine's person-status table before evaluating ([`Generator::register_status`]).
 //!
 //! Not generated: herbal prescriptions in compliant traffic (the KB lists only herbs
 //! that are not paid, so a compliant prescription would need a herb it does not know),
@@ -44,6 +46,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime};
+use fundwatch_engine::Engine;
+use fundwatch_engine::history::PersonStatus;
 use fundwatch_kb::KnowledgeBase;
 use fundwatch_rules::RulePack;
 use rand::rngs::SmallRng;
@@ -105,6 +109,10 @@ pub struct SyntheticEvent {
     pub injected_class: Option<String>,
     /// What the engine must find: one label per rule the injection violates.
     pub labels: Vec<Label>,
+    /// The patient's registered death (死亡后就医 injections): the row the
+    /// person-status table must hold before the event is evaluated
+    /// ([`Generator::register_status`]).
+    pub person_status: Option<PersonStatus>,
 }
 
 /// Whether the generator can inject violations of one rule.
@@ -183,6 +191,8 @@ pub(crate) struct Draft {
     pub no_dx_filler: bool,
     /// Drug prefixes (12 characters) filler lines must not share.
     pub forbidden_prefixes: Vec<String>,
+    /// The patient's registered date of death (死亡后就医 injections).
+    pub death: Option<NaiveDate>,
     /// Index of the current institution's area in [`world::AREAS`].
     pub area: usize,
     line_seq: u32,
@@ -268,6 +278,19 @@ impl Generator {
         &self.coverage
     }
 
+    /// Puts `event`'s person status (a registered death) into `engine`'s
+    /// person-status table: call it before the event is evaluated. The demo's table is
+    /// built this way, as the stream goes (a deployment loads a file instead).
+    pub fn register_status(engine: &Engine, event: &SyntheticEvent) {
+        if let Some(status) = &event.person_status {
+            let mut history = engine
+                .history()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            history.update_person_statuses(|s| s.insert(&event.patn_id, status.clone()));
+        }
+    }
+
     /// The first service date of the stream.
     pub fn start_date(&self) -> NaiveDate {
         self.start
@@ -317,6 +340,10 @@ impl Generator {
             8 | 9 => draft.service + Duration::minutes(15),
             _ => draft.service + Duration::seconds(self.rng.random_range(1..120)),
         };
+        let person_status = draft.death.map(|die_date| PersonStatus {
+            die_date,
+            source: "公安户籍注销".to_string(),
+        });
         let plan = EventPlan {
             task_id: format!("T{}{:010}", self.tag, self.seq),
             msgid_seq: self.seq,
@@ -334,6 +361,7 @@ impl Generator {
             mdtrt_id: plan.current.mdtrt_id,
             injected_class: class.map(|c| c.name().to_string()),
             labels,
+            person_status,
         }
     }
 
@@ -430,6 +458,7 @@ impl Generator {
             forbidden_dx: Vec::new(),
             no_dx_filler: false,
             forbidden_prefixes: Vec::new(),
+            death: None,
             area,
             line_seq: 0,
             rx_seq: 0,

@@ -2,12 +2,14 @@
 //! (case → national JSON → decoder → batch → compiled plan → alert).
 
 use std::collections::BTreeMap;
+use std::sync::PoisonError;
 
 use serde::Serialize;
 
 use crate::alert::Alert;
 use crate::engine::Engine;
 use crate::event::decode_value;
+use crate::history::{PersonStatus, parse_die_date};
 
 /// Outcome of one case.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -62,7 +64,8 @@ pub async fn run_pack_cases(engine: &Engine) -> Vec<RuleResult> {
         for (i, case) in rule.cases.iter().enumerate() {
             let case_id = format!("{}-{}", rule.rule_id, i + 1);
             let default_scen = rule.trig_scen.first().copied().unwrap_or(1);
-            let outcome = match case.to_event(&case_id, default_scen) {
+            let statuses = add_statuses(engine, case, &case_id);
+            let outcome = match statuses.and_then(|()| case.to_event(&case_id, default_scen)) {
                 Err(message) => Err(message),
                 Ok(json) => match decode_value(&json) {
                     Err(err) => Err(format!("case event does not decode: {err}")),
@@ -94,6 +97,43 @@ pub async fn run_pack_cases(engine: &Engine) -> Vec<RuleResult> {
         });
     }
     results
+}
+
+/// Adds the case's person-status rows to the engine's table (they stay: every case
+/// has its own patient).
+fn add_statuses(
+    engine: &Engine,
+    case: &fundwatch_rules::Case,
+    case_id: &str,
+) -> Result<(), String> {
+    if case.person_status.is_empty() {
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for row in &case.person_status {
+        let die_date = parse_die_date(&row.die_date).ok_or_else(|| {
+            format!(
+                "person_status: die_date \"{}\" is not a date (yyyy-MM-dd)",
+                row.die_date
+            )
+        })?;
+        let patn_id = row
+            .patn_id
+            .clone()
+            .unwrap_or_else(|| fundwatch_rules::Case::patient_id(case_id));
+        let source = row.source.clone();
+        rows.push((patn_id, PersonStatus { die_date, source }));
+    }
+    let mut history = engine
+        .history()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    history.update_person_statuses(|statuses| {
+        for (patn_id, status) in rows {
+            statuses.insert(&patn_id, status);
+        }
+    });
+    Ok(())
 }
 
 fn violating_rx_ids(alert: &Alert) -> Vec<String> {

@@ -31,6 +31,10 @@ pub struct Case {
     /// A complete raw `data` object instead of the compact fields (JSON text).
     #[serde(default)]
     pub event: Option<String>,
+    /// Rows of the person-status table (`person_status`, death dates) the case needs;
+    /// the deployment loads them from a file, the case provides them here.
+    #[serde(default)]
+    pub person_status: Vec<CaseStatus>,
     /// Alerts of this rule the case must produce; empty means none.
     #[serde(default)]
     pub expect: Vec<CaseExpect>,
@@ -162,6 +166,20 @@ pub struct CaseHistory {
     pub orders: Vec<CaseOrder>,
 }
 
+/// A person-status row of a case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseStatus {
+    /// The person (default: the case's patient, `P-<case id>`).
+    #[serde(default)]
+    pub patn_id: Option<String>,
+    /// Date of death, yyyy-MM-dd.
+    pub die_date: String,
+    /// Where the record came from.
+    #[serde(default)]
+    pub source: String,
+}
+
 /// One alert the case expects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,6 +198,11 @@ pub struct CaseExpect {
 }
 
 impl Case {
+    /// The `patn_id` the compact form gives the case's patient.
+    pub fn patient_id(case_id: &str) -> String {
+        format!("P-{case_id}")
+    }
+
     /// The national 3101/3102 `data` object of this case.
     ///
     /// `default_scen` is used when the case does not pin `trig_scen`.
@@ -207,7 +230,7 @@ impl Case {
             "trig_scen": scen,
             "rule_ids": [],
             "patient_dtos": [{
-                "patn_id": format!("P-{case_id}"),
+                "patn_id": Self::patient_id(case_id),
                 "patn_name": "测试患者",
                 "gend": self.patient.gend,
                 "brdy": self.patient.brdy,

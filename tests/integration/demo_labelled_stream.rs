@@ -59,6 +59,7 @@ async fn every_injected_violation_is_found_and_nothing_else() {
         let mut batch: Vec<Event> = Vec::with_capacity(BATCH);
         for _ in 0..BATCH.min(EVENTS - produced) {
             let event = generator.next_event();
+            Generator::register_status(&engine, &event);
             let decoded = decode_event(&event.json).unwrap_or_else(|err| {
                 panic!("synthetic event {} does not decode: {err}", event.mdtrt_id)
             });

@@ -53,11 +53,13 @@ pub(crate) enum Class {
     RepeatPrescription,
     BedBlocking,
     TraceReuse,
+    /// 死亡后就医: decided from the person-status table, not from history.
+    DeathService,
 }
 
 impl Class {
     /// Every class with its national name (the KB's `rule_class`, the rule's `class`).
-    pub const ALL: [(Class, &'static str); 28] = [
+    pub const ALL: [(Class, &'static str); 29] = [
         (Class::DrugSex, "药品区分性别使用"),
         (Class::ItemSex, "医疗服务项目区分性别使用"),
         (Class::DrugChildOnly, "药品儿童专用"),
@@ -86,6 +88,7 @@ impl Class {
         (Class::RepeatPrescription, "重复开药"),
         (Class::BedBlocking, "挂床住院"),
         (Class::TraceReuse, "药品追溯码重复"),
+        (Class::DeathService, "死亡后就医"),
     ];
 
     /// The class of a national class name.
@@ -776,7 +779,8 @@ fn compliance_need(class: Class, point: &KnowledgePoint, params: &Parameters) ->
         | Class::FrequentAdmission
         | Class::RepeatPrescription
         | Class::BedBlocking
-        | Class::TraceReuse => Need::never(),
+        | Class::TraceReuse
+        | Class::DeathService => Need::never(),
     }
 }
 

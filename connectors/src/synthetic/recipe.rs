@@ -454,6 +454,13 @@ impl Recipes {
                     .push(code.chars().take(12).collect());
                 vec![generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true)]
             }
+            Class::DeathService => {
+                // Registered dead 1–30 days before the admission: every line checked
+                // now is after the death (the filler below writes them).
+                let days = generator.rng().random_range(1..=30);
+                draft.death = Some(draft.current.adm.date() - Duration::days(days));
+                Vec::new()
+            }
             Class::TraceReuse => {
                 let rx = generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true);
                 if let Some(order) = draft.current.orders.iter_mut().find(|o| o.rx_id == rx) {
@@ -467,6 +474,20 @@ impl Recipes {
             }
         };
         generator.fill(&mut draft);
+        let violating = if target.class == Class::DeathService {
+            // The lines under check: those flagged, or all of the encounter's when
+            // none is (as the engine reads `curr_drord_flag`).
+            let flagged = draft.current.orders.iter().any(|o| o.curr);
+            draft
+                .current
+                .orders
+                .iter()
+                .filter(|o| o.curr || !flagged)
+                .map(|o| o.rx_id.clone())
+                .collect()
+        } else {
+            violating
+        };
         Some(Injection { draft, violating })
     }
 }
@@ -763,6 +784,10 @@ fn candidates(
         Class::TraceReuse => {
             // The drug comes from the trace code taken at injection time.
             out = encounter_level(settings.and(&Need::bands(&HISTORY_BANDS)));
+        }
+        Class::DeathService => {
+            // Any compliant encounter of a person registered dead before it.
+            out = encounter_level(settings.and(&Need::any()));
         }
         Class::FrequentPurchase | Class::RepeatPrescription => {
             let back: Vec<i64> = if class == Class::FrequentPurchase {

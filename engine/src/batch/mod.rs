@@ -20,7 +20,7 @@ pub use normalize::{Normalized, age_on, normalize_encounter};
 pub use schema::{TABLES, TableName, table_schema};
 
 use crate::event::Event;
-use crate::history::{HistoryStore, history_tables};
+use crate::history::{HistoryStore, PersonStatuses, history_tables, status_table};
 
 /// Where one row of `orders` came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct LineRef {
 #[derive(Debug, Clone)]
 pub struct EventBatch {
     /// The event and history tables, indexed by [`TableName`].
-    pub tables: [RecordBatch; 7],
+    pub tables: [RecordBatch; 8],
     /// `orders.line_id` → source line.
     pub lines: Vec<LineRef>,
 }
@@ -56,11 +56,23 @@ impl EventBatch {
         Self::build_with_history(events, dicts, None)
     }
 
-    /// Builds the tables for `events` with the stored history of their persons.
+    /// Builds the tables for `events` with the stored history of their persons (and
+    /// the person-status table the store carries).
     pub fn build_with_history(
         events: &[&Event],
         dicts: &Dictionaries,
         history: Option<&HistoryStore>,
+    ) -> Self {
+        Self::build_full(events, dicts, history, history.map(|h| &*h.statuses))
+    }
+
+    /// Builds the tables for `events` with the stored history and the registered
+    /// statuses (`person_status`) of their persons.
+    pub fn build_full(
+        events: &[&Event],
+        dicts: &Dictionaries,
+        history: Option<&HistoryStore>,
+        statuses: Option<&PersonStatuses>,
     ) -> Self {
         let mut orders = OrdersBuilder::default();
         let mut diagnoses = DiagnosesBuilder::default();
@@ -125,6 +137,7 @@ impl EventBatch {
                 past.orders,
                 past.encounters,
                 past.trace_uses,
+                status_table(events, statuses),
             ],
             lines,
         }

@@ -21,10 +21,12 @@ pub enum TableName {
     HistoryEncounters = 5,
     /// Trace codes of the batch already settled by another line.
     TraceUses = 6,
+    /// Registered statuses (death date) of the batch's persons.
+    PersonStatus = 7,
 }
 
 /// All event tables with their SQL names.
-pub const TABLES: [(TableName, &str); 7] = [
+pub const TABLES: [(TableName, &str); 8] = [
     (TableName::Orders, "orders"),
     (TableName::Diagnoses, "diagnoses"),
     (TableName::Encounters, "encounters"),
@@ -32,6 +34,7 @@ pub const TABLES: [(TableName, &str); 7] = [
     (TableName::HistoryOrders, "history_orders"),
     (TableName::HistoryEncounters, "history_encounters"),
     (TableName::TraceUses, "trace_uses"),
+    (TableName::PersonStatus, "person_status"),
 ];
 
 fn key_fields() -> Vec<Field> {
@@ -64,7 +67,7 @@ fn context_fields() -> Vec<Field> {
     ]
 }
 
-static SCHEMAS: LazyLock<[SchemaRef; 7]> = LazyLock::new(|| {
+static SCHEMAS: LazyLock<[SchemaRef; 8]> = LazyLock::new(|| {
     let mut orders = vec![Field::new("line_id", DataType::Int64, false)];
     orders.extend(key_fields());
     orders.extend([
@@ -115,6 +118,9 @@ static SCHEMAS: LazyLock<[SchemaRef; 7]> = LazyLock::new(|| {
         Field::new("cnt", DataType::Float64, false),
         Field::new("sumamt", DataType::Float64, false),
         Field::new("prd_days", DataType::Float64, true),
+        Field::new("setting", DataType::Int32, true),
+        Field::new("hilist_type", DataType::Utf8, false),
+        Field::new("drord_bhvr", DataType::Utf8, false),
     ];
     let history_encounters = vec![
         Field::new("event_idx", DataType::Int64, false),
@@ -138,6 +144,12 @@ static SCHEMAS: LazyLock<[SchemaRef; 7]> = LazyLock::new(|| {
         Field::new("prev_medins_id", DataType::Utf8, false),
         Field::new("prev_time", timestamp(), true),
     ];
+    let person_status = vec![
+        Field::new("event_idx", DataType::Int64, false),
+        Field::new("patn_id", DataType::Utf8, false),
+        Field::new("die_date", DataType::Date32, false),
+        Field::new("source", DataType::Utf8, false),
+    ];
     [
         orders,
         diagnoses,
@@ -146,6 +158,7 @@ static SCHEMAS: LazyLock<[SchemaRef; 7]> = LazyLock::new(|| {
         history_orders,
         history_encounters,
         trace_uses,
+        person_status,
     ]
     .map(|fields| Arc::new(Schema::new(fields)))
 });

@@ -49,12 +49,13 @@ pub enum EvalError {
 const VIEWS: [&str; 2] = [
     "CREATE VIEW patient_orders AS \
        SELECT event_idx, patn_id, mdtrt_id, rx_id, hilist_code, hilist_name, medins_id, \
-              begn_time, service_date, cnt, sumamt, prd_days, line_id, curr, false AS from_store \
+              begn_time, service_date, cnt, sumamt, prd_days, line_id, curr, false AS from_store, \
+              setting, hilist_type, drord_bhvr \
        FROM orders \
      UNION ALL \
        SELECT event_idx, patn_id, mdtrt_id, rx_id, hilist_code, hilist_name, medins_id, \
               begn_time, service_date, cnt, sumamt, prd_days, CAST(NULL AS BIGINT) AS line_id, \
-              false AS curr, true AS from_store \
+              false AS curr, true AS from_store, setting, hilist_type, drord_bhvr \
        FROM history_orders",
     "CREATE VIEW patient_encounters AS \
        SELECT event_idx, patn_id, mdtrt_id, medins_id, setting, med_type, adm_time, dscg_time, \

@@ -28,11 +28,14 @@
 //!   use of a code; see docs/history.md.
 
 mod durable;
+mod status;
 mod store;
 mod tables;
 
-pub use durable::{DurableHistory, HistoryError};
+pub use durable::{DurableHistory, HistoryError, read_snapshot, write_snapshot};
+pub use status::{PersonStatus, PersonStatuses, StatusError, parse_die_date, status_table};
 pub use store::{
-    HistEncounter, HistLine, HistoryStore, PersonHistory, PersonRecord, TraceCodes, TraceUse,
+    HistEncounter, HistLine, HistoryStore, Millis, PersonHistory, PersonRecord, StoredEncounter,
+    StoredLine, Sym, Symbols, TraceCodes, TraceRecord, TraceUse,
 };
 pub use tables::{HistoryTables, history_tables};

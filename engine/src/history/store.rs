@@ -1,26 +1,143 @@
-//! The in-memory history: persons → encounters and lines; trace codes → first use.
+//! The in-memory history: persons → encounters → lines; trace codes → first use.
+//!
+//! # Layout (why it is compact)
+//! At 1M persons × 180 days (~8 encounters, ~40 lines, ~22 trace codes each) a
+//! `String` per field costs ~23 KB per person (measured, benches/RESULTS.md
+//! § History). The store therefore:
+//! - interns the values many rows share — codes, names, institutions, types,
+//!   diagnoses — into one [`Symbols`] table (a `u32` per field instead of a `String`);
+//! - nests lines under their encounter, so a line carries neither `mdtrt_id` nor the
+//!   institution (both are the encounter's);
+//! - keeps the unique ids (`mdtrt_id`, `rx_id`, a trace code's first settlement) as one
+//!   `Box<str>` each (16 bytes + one allocation);
+//! - stores times as epoch ms with a sentinel for "none" (8 bytes, not 16).
+//!
+//! The plain, owned shapes ([`HistEncounter`], [`HistLine`], [`PersonRecord`]) are the
+//! write-ahead-log records and the test/inspection API; the store converts on apply.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::status::PersonStatuses;
 use crate::event::{Encounter, Event, Order, Patient};
 
-/// One stored order line.
+const DAY_MS: i64 = 86_400_000;
+/// How far in the future of the wall clock an event time may move the retention
+/// anchor: one wrongly dated event must not prune everyone's history.
+const ANCHOR_SLACK_MS: i64 = DAY_MS;
+
+/// An interned string (index into [`Symbols`]); 0 is the empty string.
+pub type Sym = u32;
+
+/// Interned strings: few distinct values (codes, names, institutions, types) shared
+/// by many rows. Never pruned: their number is bounded by the catalogues and the
+/// institutions of the partition, not by the number of persons.
+#[derive(Debug, Clone)]
+pub struct Symbols {
+    names: Vec<Box<str>>,
+    index: HashMap<Box<str>, Sym>,
+}
+
+impl Default for Symbols {
+    fn default() -> Self {
+        Self::from_names(Vec::new())
+    }
+}
+
+impl PartialEq for Symbols {
+    fn eq(&self, other: &Self) -> bool {
+        self.names == other.names
+    }
+}
+
+impl Symbols {
+    fn from_names(mut names: Vec<Box<str>>) -> Self {
+        if names.first().is_none_or(|n| !n.is_empty()) {
+            names.insert(0, "".into());
+        }
+        let index = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as Sym))
+            .collect();
+        Self { names, index }
+    }
+
+    /// The symbol of `s`, adding it when new.
+    pub fn intern(&mut self, s: &str) -> Sym {
+        if let Some(sym) = self.index.get(s) {
+            return *sym;
+        }
+        let sym = self.names.len() as Sym;
+        let name: Box<str> = s.into();
+        self.names.push(name.clone());
+        self.index.insert(name, sym);
+        sym
+    }
+
+    /// The string of `sym` ("" when unknown).
+    pub fn get(&self, sym: Sym) -> &str {
+        self.names.get(sym as usize).map_or("", |n| n)
+    }
+
+    /// Number of distinct strings.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether only the empty string is held.
+    pub fn is_empty(&self) -> bool {
+        self.names.len() <= 1
+    }
+}
+
+impl Serialize for Symbols {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.names.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Symbols {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<Box<str>>::deserialize(deserializer).map(Self::from_names)
+    }
+}
+
+/// A time in epoch ms, or none (8 bytes instead of `Option<i64>`'s 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Millis(i64);
+
+impl Millis {
+    const NONE: i64 = i64::MIN;
+
+    fn of(t: Option<i64>) -> Self {
+        Self(t.unwrap_or(Self::NONE))
+    }
+
+    /// The time, if known.
+    pub fn get(self) -> Option<i64> {
+        (self.0 != Self::NONE).then_some(self.0)
+    }
+}
+
+/// One stored order line (under its encounter).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistLine {
-    /// Encounter.
-    pub mdtrt_id: String,
+pub struct StoredLine {
     /// Order line id.
-    pub rx_id: String,
+    pub rx_id: Box<str>,
     /// National code.
-    pub hilist_code: String,
+    pub hilist_code: Sym,
     /// Name as sent.
-    pub hilist_name: String,
-    /// Institution.
-    pub medins_id: String,
-    /// Service time (epoch ms).
-    pub begn_millis: Option<i64>,
+    pub hilist_name: Sym,
+    /// `hilist_type` as sent.
+    pub hilist_type: Sym,
+    /// `drord_bhvr` as sent (1 出院带药).
+    pub drord_bhvr: Sym,
+    /// Service time.
+    pub begn: Millis,
     /// Quantity.
     pub cnt: f64,
     /// Amount.
@@ -29,7 +146,96 @@ pub struct HistLine {
     pub prd_days: Option<f64>,
 }
 
-/// One stored encounter.
+/// One stored encounter with its lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEncounter {
+    /// Encounter id.
+    pub mdtrt_id: Box<str>,
+    /// Institution (of the encounter and its lines).
+    pub medins_id: Sym,
+    /// `med_mdtrt_type` as sent.
+    pub med_mdtrt_type: Sym,
+    /// `med_type` as sent.
+    pub med_type: Sym,
+    /// Main diagnosis.
+    pub main_dise: Sym,
+    /// Admission.
+    pub adm: Millis,
+    /// Discharge.
+    pub dscg: Millis,
+    /// Whether the encounter itself is a row of `history_encounters`: false once it is
+    /// older than the retention while some of its lines are not, or when only lines of
+    /// it were ever recorded.
+    pub listed: bool,
+    /// Its lines, by `rx_id` (upserted).
+    pub lines: Vec<StoredLine>,
+}
+
+/// One person's history.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PersonHistory {
+    /// Encounters, by `mdtrt_id` (upserted), each with its lines.
+    pub encounters: Vec<StoredEncounter>,
+}
+
+impl PersonHistory {
+    /// Number of stored lines.
+    pub fn line_count(&self) -> usize {
+        self.encounters.iter().map(|e| e.lines.len()).sum()
+    }
+
+    /// Number of listed encounters.
+    pub fn encounter_count(&self) -> usize {
+        self.encounters.iter().filter(|e| e.listed).count()
+    }
+}
+
+/// Where a trace code was first settled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceUse {
+    /// `patn_id`, `mdtrt_id` and `rx_id` joined by U+001F (one allocation, not three).
+    ids: Box<str>,
+    /// Institution.
+    pub medins_id: Sym,
+    /// Time.
+    pub millis: Millis,
+}
+
+const SEP: char = '\u{1f}';
+
+impl TraceUse {
+    fn new(patn_id: &str, mdtrt_id: &str, rx_id: &str, medins_id: Sym, millis: Millis) -> Self {
+        Self {
+            ids: format!("{patn_id}{SEP}{mdtrt_id}{SEP}{rx_id}").into(),
+            medins_id,
+            millis,
+        }
+    }
+
+    fn part(&self, i: usize) -> &str {
+        self.ids.split(SEP).nth(i).unwrap_or("")
+    }
+
+    /// Person.
+    pub fn patn_id(&self) -> &str {
+        self.part(0)
+    }
+
+    /// Encounter.
+    pub fn mdtrt_id(&self) -> &str {
+        self.part(1)
+    }
+
+    /// Line.
+    pub fn rx_id(&self) -> &str {
+        self.part(2)
+    }
+}
+
+/// Trace code → its first settlement (keyed by code, not by person).
+pub type TraceCodes = HashMap<Box<str>, TraceUse>;
+
+/// One stored encounter, plain (log record and inspection).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistEncounter {
     /// Encounter id.
@@ -44,22 +250,42 @@ pub struct HistEncounter {
     pub adm_millis: Option<i64>,
     /// Discharge (epoch ms).
     pub dscg_millis: Option<i64>,
-    /// Main diagnosis.
+    /// Main diagnosis: `dscg_main_dise_codg`, else the diagnosis flagged main.
     pub main_dise: String,
 }
 
-/// One person's history.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PersonHistory {
-    /// Encounters, by `mdtrt_id` (upserted).
-    pub encounters: Vec<HistEncounter>,
-    /// Lines, by (`mdtrt_id`, `rx_id`) (upserted).
-    pub lines: Vec<HistLine>,
+/// One stored order line, plain (log record and inspection).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistLine {
+    /// Encounter.
+    pub mdtrt_id: String,
+    /// Order line id.
+    pub rx_id: String,
+    /// National code.
+    pub hilist_code: String,
+    /// Name as sent.
+    pub hilist_name: String,
+    /// `hilist_type` as sent.
+    #[serde(default)]
+    pub hilist_type: String,
+    /// `drord_bhvr` as sent.
+    #[serde(default)]
+    pub drord_bhvr: String,
+    /// Institution.
+    pub medins_id: String,
+    /// Service time (epoch ms).
+    pub begn_millis: Option<i64>,
+    /// Quantity.
+    pub cnt: f64,
+    /// Amount.
+    pub sumamt: f64,
+    /// Days of supply.
+    pub prd_days: Option<f64>,
 }
 
-/// Where a trace code was first settled.
+/// Where a trace code was settled, plain (log record).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TraceUse {
+pub struct TraceRecord {
     /// Person.
     pub patn_id: String,
     /// Encounter.
@@ -82,7 +308,7 @@ pub struct PersonRecord {
     /// Order lines of the request.
     pub lines: Vec<HistLine>,
     /// Trace codes settled, with where.
-    pub traces: Vec<(String, TraceUse)>,
+    pub traces: Vec<(String, TraceRecord)>,
 }
 
 fn person_record(patient: &Patient) -> PersonRecord {
@@ -99,7 +325,7 @@ fn person_record(patient: &Patient) -> PersonRecord {
             for code in &order.trace_codes {
                 record.traces.push((
                     code.clone(),
-                    TraceUse {
+                    TraceRecord {
                         patn_id: patient.patn_id.clone(),
                         mdtrt_id: enc.mdtrt_id.clone(),
                         rx_id: order.rx_id.clone(),
@@ -114,23 +340,25 @@ fn person_record(patient: &Patient) -> PersonRecord {
     record
 }
 
-/// Trace code → its first settlement (keyed by code, not by person).
-pub type TraceCodes = HashMap<String, TraceUse>;
-
 /// Persons' histories and trace codes, with retention.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HistoryStore {
+    /// Interned codes, names, institutions, types.
+    pub symbols: Symbols,
     /// `patn_id` → history.
-    pub persons: HashMap<String, PersonHistory>,
+    pub persons: HashMap<Box<str>, PersonHistory>,
     /// Trace codes seen.
     pub trace_codes: TraceCodes,
-    /// Keep lines/encounters this many days behind the newest time seen (0: keep nothing).
+    /// Keep lines/encounters this many days behind the anchor (0: keep nothing).
     pub retention_days: u32,
-    /// Newest service time seen (epoch ms), the retention anchor.
+    /// Newest service time seen (epoch ms), the retention anchor (capped at the wall
+    /// clock when pruning).
     pub newest_millis: i64,
+    /// The person-status table (death dates): loaded per deployment, not part of the
+    /// snapshot (it is reloaded from its file, see [`PersonStatuses`]).
+    #[serde(skip)]
+    pub statuses: Arc<PersonStatuses>,
 }
-
-const DAY_MS: i64 = 86_400_000;
 
 impl HistoryStore {
     /// An empty store keeping `retention_days` of history.
@@ -151,6 +379,32 @@ impl HistoryStore {
         self.persons.get(patn_id)
     }
 
+    /// The string of an interned value.
+    pub fn sym(&self, sym: Sym) -> &str {
+        self.symbols.get(sym)
+    }
+
+    /// The first settlement of trace code `code`.
+    pub fn trace(&self, code: &str) -> Option<&TraceUse> {
+        self.trace_codes.get(code)
+    }
+
+    /// Totals: (persons, listed encounters, lines, trace codes, symbols).
+    pub fn counts(&self) -> (usize, usize, usize, usize, usize) {
+        let (mut encounters, mut lines) = (0, 0);
+        for person in self.persons.values() {
+            encounters += person.encounter_count();
+            lines += person.line_count();
+        }
+        (
+            self.persons.len(),
+            encounters,
+            lines,
+            self.trace_codes.len(),
+            self.symbols.len(),
+        )
+    }
+
     /// What `event` adds to history, as a log record.
     pub fn record_of(event: &Event) -> Vec<PersonRecord> {
         event.patients.iter().map(person_record).collect()
@@ -168,58 +422,154 @@ impl HistoryStore {
         if self.retention_days == 0 {
             return;
         }
-        let person = self.persons.entry(record.patn_id.clone()).or_default();
+        let symbols = &mut self.symbols;
+        let person = match self.persons.get_mut(record.patn_id.as_str()) {
+            Some(person) => person,
+            None => self
+                .persons
+                .entry(record.patn_id.as_str().into())
+                .or_default(),
+        };
         let mut newest = self.newest_millis;
         for enc in &record.encounters {
             newest = newest.max(enc.adm_millis.unwrap_or(0));
+            let stored = StoredEncounter {
+                mdtrt_id: enc.mdtrt_id.as_str().into(),
+                medins_id: symbols.intern(&enc.medins_id),
+                med_mdtrt_type: symbols.intern(&enc.med_mdtrt_type),
+                med_type: symbols.intern(&enc.med_type),
+                main_dise: symbols.intern(&enc.main_dise),
+                adm: Millis::of(enc.adm_millis),
+                dscg: Millis::of(enc.dscg_millis),
+                listed: true,
+                lines: Vec::new(),
+            };
             match person
                 .encounters
                 .iter_mut()
-                .find(|e| e.mdtrt_id == enc.mdtrt_id)
+                .find(|e| *e.mdtrt_id == *enc.mdtrt_id)
             {
-                Some(existing) => *existing = enc.clone(),
-                None => person.encounters.push(enc.clone()),
+                Some(existing) => {
+                    let lines = std::mem::take(&mut existing.lines);
+                    *existing = StoredEncounter { lines, ..stored };
+                }
+                None => {
+                    person.encounters.reserve_exact(1);
+                    person.encounters.push(stored);
+                }
             }
         }
         for line in &record.lines {
             newest = newest.max(line.begn_millis.unwrap_or(0));
-            match person
-                .lines
-                .iter_mut()
-                .find(|l| l.mdtrt_id == line.mdtrt_id && l.rx_id == line.rx_id)
+            let stored = StoredLine {
+                rx_id: line.rx_id.as_str().into(),
+                hilist_code: symbols.intern(&line.hilist_code),
+                hilist_name: symbols.intern(&line.hilist_name),
+                hilist_type: symbols.intern(&line.hilist_type),
+                drord_bhvr: symbols.intern(&line.drord_bhvr),
+                begn: Millis::of(line.begn_millis),
+                cnt: line.cnt,
+                sumamt: line.sumamt,
+                prd_days: line.prd_days,
+            };
+            let idx = match person
+                .encounters
+                .iter()
+                .position(|e| *e.mdtrt_id == *line.mdtrt_id)
             {
-                Some(existing) => *existing = line.clone(),
-                None => person.lines.push(line.clone()),
+                Some(idx) => idx,
+                None => {
+                    // A line whose encounter was never recorded: keep it, unlisted.
+                    person.encounters.push(StoredEncounter {
+                        mdtrt_id: line.mdtrt_id.as_str().into(),
+                        medins_id: symbols.intern(&line.medins_id),
+                        med_mdtrt_type: 0,
+                        med_type: 0,
+                        main_dise: 0,
+                        adm: Millis::of(None),
+                        dscg: Millis::of(None),
+                        listed: false,
+                        lines: Vec::new(),
+                    });
+                    person.encounters.len() - 1
+                }
+            };
+            let lines = &mut person.encounters[idx].lines;
+            match lines.iter_mut().find(|l| *l.rx_id == *line.rx_id) {
+                Some(existing) => *existing = stored,
+                None => {
+                    lines.reserve_exact(1);
+                    lines.push(stored);
+                }
             }
         }
         for (code, used) in &record.traces {
-            self.trace_codes
-                .entry(code.clone())
-                .or_insert_with(|| used.clone());
+            if !self.trace_codes.contains_key(code.as_str()) {
+                let first = TraceUse::new(
+                    &used.patn_id,
+                    &used.mdtrt_id,
+                    &used.rx_id,
+                    symbols.intern(&used.medins_id),
+                    Millis::of(used.millis),
+                );
+                self.trace_codes.insert(code.as_str().into(), first);
+            }
         }
         self.newest_millis = newest;
     }
 
-    /// Drops lines and encounters older than the retention window, and persons left
-    /// with nothing.
+    /// Drops lines, encounters and trace codes older than the retention window, and
+    /// persons left with nothing. The window ends at the newest service time seen, but
+    /// never later than one day after the wall clock (see [`HistoryStore::prune_at`]).
     pub fn prune(&mut self) {
-        let horizon = self.newest_millis - i64::from(self.retention_days) * DAY_MS;
+        self.prune_at(chrono::Utc::now().timestamp_millis());
+    }
+
+    /// [`HistoryStore::prune`] with the wall clock `now_millis`: the anchor is the
+    /// newest service time seen, capped at `now_millis` + 1 day, so one event dated in
+    /// the future cannot prune everyone's history. (Replays of past data are not
+    /// affected: their times are before the wall clock.)
+    pub fn prune_at(&mut self, now_millis: i64) {
+        let anchor = self
+            .newest_millis
+            .min(now_millis.saturating_add(ANCHOR_SLACK_MS));
+        let horizon = anchor - i64::from(self.retention_days) * DAY_MS;
+        let keep = |t: Millis| t.get().is_none_or(|t| t >= horizon);
         self.persons.retain(|_, person| {
-            person
-                .lines
-                .retain(|l| l.begn_millis.is_none_or(|t| t >= horizon));
-            person
-                .encounters
-                .retain(|e| e.dscg_millis.or(e.adm_millis).is_none_or(|t| t >= horizon));
-            !person.lines.is_empty() || !person.encounters.is_empty()
+            person.encounters.retain_mut(|enc| {
+                enc.lines.retain(|l| keep(l.begn));
+                if enc.listed
+                    && !keep(if enc.dscg.get().is_some() {
+                        enc.dscg
+                    } else {
+                        enc.adm
+                    })
+                {
+                    enc.listed = false;
+                }
+                enc.lines.shrink_to_fit();
+                enc.listed || !enc.lines.is_empty()
+            });
+            person.encounters.shrink_to_fit();
+            !person.encounters.is_empty()
         });
-        self.trace_codes
-            .retain(|_, used| used.millis.is_none_or(|t| t >= horizon));
+        self.trace_codes.retain(|_, used| keep(used.millis));
     }
 }
 
 fn millis(t: Option<chrono::NaiveDateTime>) -> Option<i64> {
     t.map(|t| t.and_utc().timestamp_millis())
+}
+
+/// The main diagnosis of `enc`: `dscg_main_dise_codg`, else the diagnosis flagged main.
+pub(crate) fn main_diagnosis(enc: &Encounter) -> &str {
+    if !enc.dscg_main_dise_codg.is_empty() {
+        return &enc.dscg_main_dise_codg;
+    }
+    enc.diagnoses
+        .iter()
+        .find(|d| d.maindise_flag)
+        .map_or("", |d| d.dise_codg.as_str())
 }
 
 pub(crate) fn encounter_record(enc: &Encounter) -> HistEncounter {
@@ -230,7 +580,7 @@ pub(crate) fn encounter_record(enc: &Encounter) -> HistEncounter {
         med_type: enc.med_type.clone(),
         adm_millis: millis(enc.adm_date),
         dscg_millis: millis(enc.dscg_date),
-        main_dise: enc.dscg_main_dise_codg.clone(),
+        main_dise: main_diagnosis(enc).to_string(),
     }
 }
 
@@ -240,6 +590,8 @@ pub(crate) fn line_record(enc: &Encounter, order: &Order) -> HistLine {
         rx_id: order.rx_id.clone(),
         hilist_code: order.hilist_code.clone(),
         hilist_name: order.hilist_name.clone(),
+        hilist_type: order.hilist_type.clone(),
+        drord_bhvr: order.drord_bhvr.clone(),
         medins_id: enc.medins_id.clone(),
         begn_millis: millis(order.drord_begn_date.or(enc.adm_date)),
         cnt: order.cnt,

@@ -11,7 +11,8 @@ use arrow::array::{
 use fundwatch_rules::Dictionaries;
 
 use super::store::{
-    HistEncounter, HistLine, HistoryStore, TraceUse, encounter_record, line_record,
+    HistEncounter, HistLine, HistoryStore, StoredEncounter, StoredLine, TraceRecord,
+    encounter_record, line_record,
 };
 use crate::batch::{TableName, table_schema};
 use crate::event::Event;
@@ -29,6 +30,42 @@ pub struct HistoryTables {
     pub trace_uses: RecordBatch,
 }
 
+/// One history line, borrowed from the store or from an earlier event of the batch.
+struct LineRow<'a> {
+    mdtrt_id: &'a str,
+    rx_id: &'a str,
+    hilist_code: &'a str,
+    hilist_name: &'a str,
+    hilist_type: &'a str,
+    drord_bhvr: &'a str,
+    medins_id: &'a str,
+    setting: Option<i32>,
+    begn_millis: Option<i64>,
+    cnt: f64,
+    sumamt: f64,
+    prd_days: Option<f64>,
+}
+
+/// One history encounter, borrowed.
+struct EncRow<'a> {
+    mdtrt_id: &'a str,
+    medins_id: &'a str,
+    setting: Option<i32>,
+    med_type: &'a str,
+    adm_millis: Option<i64>,
+    dscg_millis: Option<i64>,
+    main_dise: &'a str,
+}
+
+/// An earlier settlement of a trace code, borrowed.
+struct PrevUse<'a> {
+    patn_id: &'a str,
+    mdtrt_id: &'a str,
+    rx_id: &'a str,
+    medins_id: &'a str,
+    millis: Option<i64>,
+}
+
 #[derive(Default)]
 struct Builders {
     o_event: Int64Builder,
@@ -43,6 +80,9 @@ struct Builders {
     o_cnt: Float64Builder,
     o_sum: Float64Builder,
     o_prd: Float64Builder,
+    o_setting: Int32Builder,
+    o_type: StringBuilder,
+    o_bhvr: StringBuilder,
     e_event: Int64Builder,
     e_patn: StringBuilder,
     e_mdtrt: StringBuilder,
@@ -64,49 +104,46 @@ struct Builders {
 }
 
 impl Builders {
-    fn line(&mut self, event_idx: u32, patn_id: &str, line: &HistLine) {
+    fn line(&mut self, event_idx: u32, patn_id: &str, line: &LineRow<'_>) {
         self.o_event.append_value(i64::from(event_idx));
         self.o_patn.append_value(patn_id);
-        self.o_mdtrt.append_value(&line.mdtrt_id);
-        self.o_rx.append_value(&line.rx_id);
-        self.o_code.append_value(&line.hilist_code);
-        self.o_name.append_value(&line.hilist_name);
-        self.o_medins.append_value(&line.medins_id);
+        self.o_mdtrt.append_value(line.mdtrt_id);
+        self.o_rx.append_value(line.rx_id);
+        self.o_code.append_value(line.hilist_code);
+        self.o_name.append_value(line.hilist_name);
+        self.o_medins.append_value(line.medins_id);
         self.o_time.append_option(line.begn_millis);
         self.o_date
             .append_option(line.begn_millis.map(|t| t.div_euclid(DAY_MS) as i32));
         self.o_cnt.append_value(line.cnt);
         self.o_sum.append_value(line.sumamt);
         self.o_prd.append_option(line.prd_days);
+        self.o_setting.append_option(line.setting);
+        self.o_type.append_value(line.hilist_type);
+        self.o_bhvr.append_value(line.drord_bhvr);
     }
 
-    fn encounter(
-        &mut self,
-        event_idx: u32,
-        patn_id: &str,
-        enc: &HistEncounter,
-        setting: Option<i32>,
-    ) {
+    fn encounter(&mut self, event_idx: u32, patn_id: &str, enc: &EncRow<'_>) {
         self.e_event.append_value(i64::from(event_idx));
         self.e_patn.append_value(patn_id);
-        self.e_mdtrt.append_value(&enc.mdtrt_id);
-        self.e_medins.append_value(&enc.medins_id);
-        self.e_setting.append_option(setting);
-        self.e_med_type.append_value(&enc.med_type);
+        self.e_mdtrt.append_value(enc.mdtrt_id);
+        self.e_medins.append_value(enc.medins_id);
+        self.e_setting.append_option(enc.setting);
+        self.e_med_type.append_value(enc.med_type);
         self.e_adm.append_option(enc.adm_millis);
         self.e_dscg.append_option(enc.dscg_millis);
-        self.e_dise.append_value(&enc.main_dise);
+        self.e_dise.append_value(enc.main_dise);
     }
 
-    fn trace(&mut self, event_idx: u32, mdtrt_id: &str, rx_id: &str, code: &str, prev: &TraceUse) {
+    fn trace(&mut self, event_idx: u32, mdtrt_id: &str, rx_id: &str, code: &str, prev: &PrevUse) {
         self.t_event.append_value(i64::from(event_idx));
         self.t_mdtrt.append_value(mdtrt_id);
         self.t_rx.append_value(rx_id);
         self.t_code.append_value(code);
-        self.t_prev_patn.append_value(&prev.patn_id);
-        self.t_prev_mdtrt.append_value(&prev.mdtrt_id);
-        self.t_prev_rx.append_value(&prev.rx_id);
-        self.t_prev_medins.append_value(&prev.medins_id);
+        self.t_prev_patn.append_value(prev.patn_id);
+        self.t_prev_mdtrt.append_value(prev.mdtrt_id);
+        self.t_prev_rx.append_value(prev.rx_id);
+        self.t_prev_medins.append_value(prev.medins_id);
         self.t_prev_time.append_option(prev.millis);
     }
 
@@ -124,6 +161,9 @@ impl Builders {
             Arc::new(self.o_cnt.finish()),
             Arc::new(self.o_sum.finish()),
             Arc::new(self.o_prd.finish()),
+            Arc::new(self.o_setting.finish()),
+            Arc::new(self.o_type.finish()),
+            Arc::new(self.o_bhvr.finish()),
         ];
         let encounters: Vec<ArrayRef> = vec![
             Arc::new(self.e_event.finish()),
@@ -160,20 +200,39 @@ impl Builders {
     }
 }
 
+/// `setting` (1–4) of an encounter through the input dictionaries, as the `encounters`
+/// table computes it.
+fn setting_of(
+    dicts: &Dictionaries,
+    area: &str,
+    med_mdtrt_type: &str,
+    med_type: &str,
+) -> Option<i32> {
+    dicts
+        .lookup("med_mdtrt_type", area, med_mdtrt_type)
+        .or_else(|| dicts.lookup("med_type_setting", area, med_type))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The lines and encounters of earlier events of the batch, per person.
+type InBatch<'e> = HashMap<&'e str, (Vec<HistEncounter>, Vec<HistLine>)>;
+
 /// Builds the history tables of `events` from `store` (may be `None`: then only the
 /// batch's own earlier events count as history).
 ///
 /// Event *k* of person *p* sees: the stored history of *p* plus the encounters of *p*
-/// in events 0..k of this batch — minus anything its own request carries.
+/// in events 0..k of this batch — minus anything its own request carries. A trace
+/// code is compared with the store, the earlier events of the batch, and the earlier
+/// lines of the same request (two lines, or two patients, of one request).
 pub fn history_tables(
     events: &[&Event],
     store: Option<&HistoryStore>,
     dicts: &Dictionaries,
 ) -> HistoryTables {
     let mut b = Builders::default();
-    // Lines and encounters of earlier events in this batch, per person.
-    let mut in_batch: HashMap<&str, (Vec<HistEncounter>, Vec<HistLine>)> = HashMap::new();
-    let mut batch_traces: HashMap<String, TraceUse> = HashMap::new();
+    let mut in_batch: InBatch<'_> = HashMap::new();
+    // First settlements not in the store: earlier events and earlier lines of this one.
+    let mut batch_traces: HashMap<&str, TraceRecord> = HashMap::new();
     for (event_idx, event) in events.iter().enumerate() {
         let event_idx = event_idx as u32;
         for patient in &event.patients {
@@ -192,50 +251,136 @@ pub fn history_tables(
                 .iter()
                 .map(|e| e.mdtrt_id.as_str())
                 .collect();
-            let stored = store.and_then(|s| s.person(&patient.patn_id));
-            let earlier = in_batch.get(patient.patn_id.as_str());
-            let mut seen_lines: HashSet<(String, String)> = HashSet::new();
-            let lines = earlier
-                .into_iter()
-                .flat_map(|(_, l)| l.iter())
-                .chain(stored.into_iter().flat_map(|p| p.lines.iter()));
-            for line in lines {
-                let key = (line.mdtrt_id.as_str(), line.rx_id.as_str());
-                if own_lines.contains(&key)
-                    || !seen_lines.insert((line.mdtrt_id.clone(), line.rx_id.clone()))
-                {
-                    continue;
+            let mut seen_lines: HashSet<(&str, &str)> = HashSet::new();
+            let mut seen_enc: HashSet<&str> = HashSet::new();
+
+            // Earlier events of the batch first (newer than the store).
+            if let Some((encounters, lines)) = in_batch.get(patient.patn_id.as_str()) {
+                let settings: HashMap<&str, Option<i32>> = encounters
+                    .iter()
+                    .map(|e| {
+                        let s = setting_of(dicts, area, &e.med_mdtrt_type, &e.med_type);
+                        (e.mdtrt_id.as_str(), s)
+                    })
+                    .collect();
+                for line in lines {
+                    let key = (line.mdtrt_id.as_str(), line.rx_id.as_str());
+                    if own_lines.contains(&key) || !seen_lines.insert(key) {
+                        continue;
+                    }
+                    let row = LineRow {
+                        mdtrt_id: &line.mdtrt_id,
+                        rx_id: &line.rx_id,
+                        hilist_code: &line.hilist_code,
+                        hilist_name: &line.hilist_name,
+                        hilist_type: &line.hilist_type,
+                        drord_bhvr: &line.drord_bhvr,
+                        medins_id: &line.medins_id,
+                        setting: settings.get(line.mdtrt_id.as_str()).copied().flatten(),
+                        begn_millis: line.begn_millis,
+                        cnt: line.cnt,
+                        sumamt: line.sumamt,
+                        prd_days: line.prd_days,
+                    };
+                    b.line(event_idx, &patient.patn_id, &row);
                 }
-                b.line(event_idx, &patient.patn_id, line);
-            }
-            let mut seen_enc: HashSet<String> = HashSet::new();
-            let encounters = earlier
-                .into_iter()
-                .flat_map(|(e, _)| e.iter())
-                .chain(stored.into_iter().flat_map(|p| p.encounters.iter()));
-            for enc in encounters {
-                if own_encounters.contains(enc.mdtrt_id.as_str())
-                    || !seen_enc.insert(enc.mdtrt_id.clone())
-                {
-                    continue;
+                for enc in encounters {
+                    if own_encounters.contains(enc.mdtrt_id.as_str())
+                        || !seen_enc.insert(enc.mdtrt_id.as_str())
+                    {
+                        continue;
+                    }
+                    let row = EncRow {
+                        mdtrt_id: &enc.mdtrt_id,
+                        medins_id: &enc.medins_id,
+                        setting: settings.get(enc.mdtrt_id.as_str()).copied().flatten(),
+                        med_type: &enc.med_type,
+                        adm_millis: enc.adm_millis,
+                        dscg_millis: enc.dscg_millis,
+                        main_dise: &enc.main_dise,
+                    };
+                    b.encounter(event_idx, &patient.patn_id, &row);
                 }
-                let setting = dicts
-                    .lookup("med_mdtrt_type", area, &enc.med_mdtrt_type)
-                    .or_else(|| dicts.lookup("med_type_setting", area, &enc.med_type))
-                    .and_then(|v| v.parse().ok());
-                b.encounter(event_idx, &patient.patn_id, enc, setting);
             }
+            if let Some(s) = store
+                && let Some(person) = s.person(&patient.patn_id)
+            {
+                for enc in &person.encounters {
+                    let setting =
+                        setting_of(dicts, area, s.sym(enc.med_mdtrt_type), s.sym(enc.med_type));
+                    let medins_id = s.sym(enc.medins_id);
+                    for line in &enc.lines {
+                        let key = (&*enc.mdtrt_id, &*line.rx_id);
+                        if own_lines.contains(&key) || !seen_lines.insert(key) {
+                            continue;
+                        }
+                        let row = stored_line(s, enc, line, medins_id, setting);
+                        b.line(event_idx, &patient.patn_id, &row);
+                    }
+                    if enc.listed
+                        && !own_encounters.contains(&*enc.mdtrt_id)
+                        && seen_enc.insert(&enc.mdtrt_id)
+                    {
+                        let row = EncRow {
+                            mdtrt_id: &enc.mdtrt_id,
+                            medins_id,
+                            setting,
+                            med_type: s.sym(enc.med_type),
+                            adm_millis: enc.adm.get(),
+                            dscg_millis: enc.dscg.get(),
+                            main_dise: s.sym(enc.main_dise),
+                        };
+                        b.encounter(event_idx, &patient.patn_id, &row);
+                    }
+                }
+            }
+
             // Trace codes: an earlier settlement of the same code by a different line.
             for enc in &patient.encounters {
                 for order in &enc.orders {
                     for code in &order.trace_codes {
-                        let prev = batch_traces
-                            .get(code)
-                            .or_else(|| store.and_then(|s| s.trace_codes.get(code)));
+                        let prev = match batch_traces.get(code.as_str()) {
+                            Some(t) => Some(PrevUse {
+                                patn_id: &t.patn_id,
+                                mdtrt_id: &t.mdtrt_id,
+                                rx_id: &t.rx_id,
+                                medins_id: &t.medins_id,
+                                millis: t.millis,
+                            }),
+                            None => store.and_then(|s| {
+                                s.trace(code).map(|t| PrevUse {
+                                    patn_id: t.patn_id(),
+                                    mdtrt_id: t.mdtrt_id(),
+                                    rx_id: t.rx_id(),
+                                    medins_id: s.sym(t.medins_id),
+                                    millis: t.millis.get(),
+                                })
+                            }),
+                        };
                         if let Some(prev) = prev
                             && (prev.mdtrt_id != enc.mdtrt_id || prev.rx_id != order.rx_id)
                         {
-                            b.trace(event_idx, &enc.mdtrt_id, &order.rx_id, code, prev);
+                            b.trace(event_idx, &enc.mdtrt_id, &order.rx_id, code, &prev);
+                        }
+                    }
+                    // This line is the first settlement of its codes not seen before,
+                    // for the lines after it (same request or later events).
+                    for code in &order.trace_codes {
+                        let known = store.is_some_and(|s| s.trace(code).is_some());
+                        if !known && !batch_traces.contains_key(code.as_str()) {
+                            batch_traces.insert(
+                                code.as_str(),
+                                TraceRecord {
+                                    patn_id: patient.patn_id.clone(),
+                                    mdtrt_id: enc.mdtrt_id.clone(),
+                                    rx_id: order.rx_id.clone(),
+                                    medins_id: enc.medins_id.clone(),
+                                    millis: order
+                                        .drord_begn_date
+                                        .or(enc.adm_date)
+                                        .map(|t| t.and_utc().timestamp_millis()),
+                                },
+                            );
                         }
                     }
                 }
@@ -248,26 +393,32 @@ pub fn history_tables(
                 entry.0.push(encounter_record(enc));
                 for order in &enc.orders {
                     entry.1.push(line_record(enc, order));
-                    for code in &order.trace_codes {
-                        let known = store.is_some_and(|s| s.trace_codes.contains_key(code));
-                        if !known {
-                            batch_traces
-                                .entry(code.clone())
-                                .or_insert_with(|| TraceUse {
-                                    patn_id: patient.patn_id.clone(),
-                                    mdtrt_id: enc.mdtrt_id.clone(),
-                                    rx_id: order.rx_id.clone(),
-                                    medins_id: enc.medins_id.clone(),
-                                    millis: order
-                                        .drord_begn_date
-                                        .or(enc.adm_date)
-                                        .map(|t| t.and_utc().timestamp_millis()),
-                                });
-                        }
-                    }
                 }
             }
         }
     }
     b.finish()
+}
+
+fn stored_line<'a>(
+    store: &'a HistoryStore,
+    enc: &'a StoredEncounter,
+    line: &'a StoredLine,
+    medins_id: &'a str,
+    setting: Option<i32>,
+) -> LineRow<'a> {
+    LineRow {
+        mdtrt_id: &enc.mdtrt_id,
+        rx_id: &line.rx_id,
+        hilist_code: store.sym(line.hilist_code),
+        hilist_name: store.sym(line.hilist_name),
+        hilist_type: store.sym(line.hilist_type),
+        drord_bhvr: store.sym(line.drord_bhvr),
+        medins_id,
+        setting,
+        begn_millis: line.begn.get(),
+        cnt: line.cnt,
+        sumamt: line.sumamt,
+        prd_days: line.prd_days,
+    }
 }
