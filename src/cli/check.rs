@@ -39,6 +39,10 @@ pub struct CheckArgs {
     /// input lines up to the recorded position are skipped and alerts are appended.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Person-status CSV (`patn_id,die_date,source`: registered deaths) the rules
+    /// see as `person_status` (死亡后就医; docs/history.md § 8).
+    #[arg(long)]
+    person_status: Option<PathBuf>,
 }
 
 /// Runs `fundwatch check`.
@@ -54,6 +58,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             resume_after = history.position().unwrap_or(0);
             engine = engine.rebind_history(history);
         }
+        common::load_person_status(&engine, args.person_status.as_deref())?;
         let source = NdjsonSource::open(&args.input)
             .with_context(|| format!("opening {}", args.input.display()))?;
         let mut sink = if resume_after > 0 {

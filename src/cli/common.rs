@@ -62,6 +62,22 @@ pub async fn load_engine(
     Ok(Engine::new(Arc::new(program), clock))
 }
 
+/// Loads the person-status file (registered deaths, docs/history.md § 8) into the
+/// person-status table of `engine` (shared by its clones); `None` leaves it empty.
+pub fn load_person_status(engine: &Engine, path: Option<&Path>) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let statuses = fundwatch_engine::history::PersonStatuses::load_csv(path)?;
+    tracing::info!(path = %path.display(), persons = statuses.len(), "person status loaded");
+    engine
+        .history()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .set_person_statuses(statuses);
+    Ok(())
+}
+
 /// A tokio runtime for the command line.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -45,6 +45,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     common::runtime()?.block_on(async move {
         // Fixed versions (engine.kb / engine.rules), or the registry's (docs/registry.md).
         let (engine, manager) = versions::serving_engine(&config.engine, Clock::Wall).await?;
+        common::load_person_status(&engine, config.engine.person_status.as_deref())?;
         // One registry for the process, served at /metrics.
         let metrics = Metrics::new();
         let engine = engine.with_observer(Arc::new(metrics.source(Source::Http)));

@@ -38,6 +38,7 @@ pub fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
             Clock::Wall,
         )
         .await?;
+        common::load_person_status(&engine, engine_section.person_status.as_deref())?;
         let program = engine.program();
         tracing::info!(
             brokers = %kafka.brokers,

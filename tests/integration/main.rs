@@ -13,6 +13,7 @@ mod backtest_pack_diff;
 mod check_cli;
 mod check_history;
 mod check_history_restart;
+mod check_person_status;
 mod demo_labelled_stream;
 mod http_3101_round_trip;
 mod http_auth;

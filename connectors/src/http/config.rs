@@ -186,6 +186,10 @@ pub struct EngineConfig {
     /// How often the registry is checked for activations made by another
     /// process (`fundwatch rules activate`), in milliseconds (default 2000).
     pub registry_poll_ms: Option<u64>,
+    /// Person-status CSV (`patn_id,die_date,source`: registered deaths from the
+    /// 公安/民政/卫健 data exchange) the rules see as `person_status` (死亡后就医);
+    /// none: no person has a status. docs/history.md § 8.
+    pub person_status: Option<PathBuf>,
 }
 
 /// Which [`AlertStore`](super::store::AlertStore) implementation keeps alerts.

@@ -264,6 +264,9 @@ pub struct EngineSection {
     pub kb: Option<PathBuf>,
     /// Rule pack directory (default: `rule-base/packs/national`).
     pub rules: Option<PathBuf>,
+    /// Person-status CSV (registered deaths) the rules see as `person_status`
+    /// (docs/history.md § 8).
+    pub person_status: Option<PathBuf>,
 }
 
 /// A `fundwatch stream` config file: `[kafka]` and `[engine]`. Other top-level
