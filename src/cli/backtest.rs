@@ -356,7 +356,9 @@ impl Progress {
         } else {
             percent >= self.last_percent + 10
         };
-        if !(due || finished) {
+        // Not a terminal: the 100 % line shows once.
+        let repeat = !self.tty && finished && self.last_percent >= 100 && percent >= 100;
+        if !(due || finished) || repeat {
             return;
         }
         self.last = Instant::now();

@@ -162,3 +162,48 @@ pub fn service_day(event: &Event) -> Option<i32> {
         .or_else(|| event.event_time().map(|t| t.date()))
         .map(date_to_days)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::decode_event;
+
+    fn day(text: &str) -> Option<i32> {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .map(date_to_days)
+    }
+
+    fn event(orders: &str, inf_time: &str) -> Event {
+        let json = format!(
+            r#"{{"infno":"3101","inf_time":"{inf_time}","fixmedins_code":"H1","input":{{"data":{{
+              "trig_scen":"4","patient_dtos":[{{"patn_id":"P1","gend":"1","curr_mdtrt_id":"M1",
+              "fsi_encounter_dtos":[{{"mdtrt_id":"M1","adm_date":"2025-12-01 08:00:00",
+              "fsi_order_dtos":[{orders}]}}]}}]}}}}}}"#
+        );
+        decode_event(json.as_bytes()).expect("test event decodes")
+    }
+
+    #[test]
+    fn service_day_is_the_latest_checked_line_not_the_send_time() {
+        let e = event(
+            r#"{"rx_id":"R1","hilist_code":"X","drord_begn_date":"2025-12-20 09:00:00","curr_drord_flag":"1"},
+               {"rx_id":"R2","hilist_code":"X","drord_begn_date":"2026-02-01 09:00:00","curr_drord_flag":"0"},
+               {"rx_id":"R3","hilist_code":"X","drord_begn_date":"2025-12-22 09:00:00","curr_drord_flag":"1"}"#,
+            "2026-11-22 10:00:00",
+        );
+        // R2 is context (not checked); the send time does not count.
+        assert_eq!(service_day(&e), day("2025-12-22"));
+    }
+
+    #[test]
+    fn service_day_falls_back_to_all_lines_then_admission() {
+        let none_flagged = event(
+            r#"{"rx_id":"R1","hilist_code":"X","drord_begn_date":"2026-01-10 09:00:00","curr_drord_flag":"0"}"#,
+            "2026-11-22 10:00:00",
+        );
+        assert_eq!(service_day(&none_flagged), day("2026-01-10"));
+        let no_lines = event("", "2026-11-22 10:00:00");
+        assert_eq!(service_day(&no_lines), day("2025-12-01"));
+    }
+}
