@@ -323,5 +323,32 @@ key = "{KEY_ADMIN}"
         .find(|l| l.contains("ActivateKb"))
         .expect("log line");
     assert!(last.contains("ops") && last.contains(&b), "{log}");
+
+    // A rollback from the CLI — another process — reaches the running service
+    // through the registry: it returns to version A without a restart.
+    let rolled = fundwatch_ok(&["kb", "rollback", "--registry", reg]);
+    assert!(rolled.contains("RollbackKb"), "{rolled}");
+    let waited = Instant::now();
+    loop {
+        let r = call(Method::GET, "/readyz", KEY_A, None).await;
+        if r.body["kb"] == a.as_str() {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "serve did not follow the rollback: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = call(
+        Method::POST,
+        "/fsi/3101",
+        KEY_A,
+        Some(claim("P-again", "2026-03-02")),
+    )
+    .await;
+    assert!(alerts_of(&again, FREQUENCY).is_empty(), "{}", again.text);
+    assert_eq!(alerts_of(&again, SEX)[0]["kb_version"], a.as_str());
     drop(serve);
 }

@@ -78,6 +78,20 @@ impl VersionControl {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                // A small file read; the work (compiling) only when the state moved.
+                let moved = this
+                    .manager
+                    .registry()
+                    .state()
+                    .map(|s| s.seq != this.manager.engine().deployment().seq());
+                match moved {
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read the registry state");
+                        continue;
+                    }
+                }
                 let manager = Arc::clone(&this.manager);
                 let outcome =
                     off_hot_path(move || Box::pin(async move { manager.reload().await })).await;
