@@ -61,7 +61,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if let Some(manager) = manager {
             let control = Arc::new(http::VersionControl::new(manager).with_metrics(&metrics));
             service.set_version_control(Arc::clone(&control));
-            control.spawn_watcher(versions::poll_interval(&config.engine));
+            control.spawn_watcher(versions::poll_interval(config.engine.registry_poll_ms));
         }
         let listener = tokio::net::TcpListener::bind(config.http.addr)
             .await

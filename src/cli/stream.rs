@@ -14,6 +14,7 @@ use fundwatch_engine::Clock;
 use super::common;
 use super::logging::{self, LogFormat};
 use super::shutdown;
+use super::versions;
 
 /// Arguments of `fundwatch stream`.
 #[derive(Debug, Args)]
@@ -32,12 +33,20 @@ pub fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
     logging::init(args.log_format, "info");
     let (kafka, engine_section) = StreamConfig::load(&args.config)?;
     common::runtime()?.block_on(async move {
-        let engine = common::load_engine(
-            engine_section.kb.as_deref(),
-            engine_section.rules.as_deref(),
+        // Fixed versions (engine.kb / engine.rules), or the registry's, followed
+        // while streaming: a swap reaches the pipeline at its next batch.
+        let (engine, manager) = versions::serving_engine(
+            versions::EngineSource {
+                kb: engine_section.kb.as_deref(),
+                rules: engine_section.rules.as_deref(),
+                registry: engine_section.registry.as_deref(),
+            },
             Clock::Wall,
         )
         .await?;
+        if let Some(manager) = &manager {
+            manager.follow(versions::poll_interval(engine_section.registry_poll_ms), || {});
+        }
         common::load_person_status(&engine, engine_section.person_status.as_deref())?;
         let program = engine.program();
         tracing::info!(

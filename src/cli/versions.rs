@@ -101,19 +101,43 @@ pub fn load_pack_ref(
         .with_context(|| format!("loading pack {name}"))
 }
 
+/// Where a long-running command's versions come from (`[engine]` of its config).
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSource<'a> {
+    /// Fixed KB version directory.
+    pub kb: Option<&'a Path>,
+    /// Fixed pack directory.
+    pub rules: Option<&'a Path>,
+    /// The registry (default `$FUNDWATCH_REGISTRY`, else `var/registry`).
+    pub registry: Option<&'a Path>,
+}
+
+impl<'a> From<&'a EngineConfig> for EngineSource<'a> {
+    fn from(c: &'a EngineConfig) -> Self {
+        Self {
+            kb: c.kb.as_deref(),
+            rules: c.rules.as_deref(),
+            registry: c.registry.as_deref(),
+        }
+    }
+}
+
 /// The engine a long-running command serves with: fixed versions when the
 /// config names a KB or a pack directory, else the registry's active versions
 /// with a [`VersionManager`] to change them while running.
 pub async fn serving_engine(
-    config: &EngineConfig,
+    source: impl Into<EngineSource<'_>>,
     clock: Clock,
 ) -> anyhow::Result<(Engine, Option<Arc<VersionManager>>)> {
-    if config.kb.is_some() || config.rules.is_some() {
-        let engine =
-            common::load_engine(config.kb.as_deref(), config.rules.as_deref(), clock).await?;
+    let source = source.into();
+    if source.kb.is_some() || source.rules.is_some() {
+        let engine = common::load_engine(source.kb, source.rules, clock).await?;
         return Ok((engine, None));
     }
-    let dir = config.registry.clone().unwrap_or_else(default_registry_dir);
+    let dir = source
+        .registry
+        .map(Path::to_path_buf)
+        .unwrap_or_else(default_registry_dir);
     let manager = VersionManager::start(
         Registry::open(&dir),
         &common::default_pack_dir(),
@@ -131,7 +155,7 @@ pub async fn serving_engine(
     Ok((engine, Some(Arc::new(manager))))
 }
 
-/// `engine.registry_poll_ms` (default 2 s).
-pub fn poll_interval(config: &EngineConfig) -> Duration {
-    Duration::from_millis(config.registry_poll_ms.unwrap_or(2000).max(100))
+/// The registry poll interval (`engine.registry_poll_ms`, default 2 s).
+pub fn poll_interval(ms: Option<u64>) -> Duration {
+    Duration::from_millis(ms.unwrap_or(2000).max(100))
 }

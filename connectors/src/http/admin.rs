@@ -73,38 +73,8 @@ impl VersionControl {
     /// with the running deployment and, when it moved, built and swapped in.
     pub fn spawn_watcher(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                // A small file read; the work (compiling) only when the state moved.
-                let moved = this
-                    .manager
-                    .registry()
-                    .state()
-                    .map(|s| s.seq != this.manager.engine().deployment().seq());
-                match moved {
-                    Ok(false) => continue,
-                    Ok(true) => {}
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot read the registry state");
-                        continue;
-                    }
-                }
-                let manager = Arc::clone(&this.manager);
-                let outcome =
-                    off_hot_path(move || Box::pin(async move { manager.reload().await })).await;
-                match outcome {
-                    Ok(Ok(true)) => this.publish_versions(),
-                    Ok(Ok(false)) => {}
-                    Ok(Err(err)) => {
-                        tracing::error!(error = %err, "the registry's state cannot be deployed; the running versions stay")
-                    }
-                    Err(err) => tracing::error!(error = %err.reason, "registry watcher"),
-                }
-            }
-        })
+        self.manager
+            .follow(interval, move || this.publish_versions())
     }
 
     fn publish_versions(&self) {

@@ -267,6 +267,12 @@ pub struct EngineSection {
     /// Person-status CSV (registered deaths) the rules see as `person_status`
     /// (docs/history.md § 8).
     pub person_status: Option<PathBuf>,
+    /// Version registry (docs/registry.md), used when neither `kb` nor `rules`
+    /// is set: its active versions are evaluated and activations made with
+    /// `fundwatch rules|kb activate` are followed without a restart.
+    pub registry: Option<PathBuf>,
+    /// How often the registry is checked, in milliseconds (default 2000).
+    pub registry_poll_ms: Option<u64>,
 }
 
 /// A `fundwatch stream` config file: `[kafka]` and `[engine]`. Other top-level

@@ -284,6 +284,61 @@ impl VersionManager {
         Ok(true)
     }
 
+    /// Follows activations made by other processes (`fundwatch rules activate`
+    /// on the same registry): every `interval` the registry's state is compared
+    /// with the running deployment (a small file read) and, when it moved, built
+    /// and swapped in — on a thread of its own, so neither the caller's runtime
+    /// nor live traffic waits for the compiler. `on_change` runs after a swap.
+    pub fn follow(
+        self: &Arc<Self>,
+        interval: std::time::Duration,
+        on_change: impl Fn() + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match this.registry().state() {
+                    Ok(s) if s.seq == this.engine.deployment().seq() => continue,
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read the registry state");
+                        continue;
+                    }
+                }
+                let manager = Arc::clone(&this);
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let spawned = std::thread::Builder::new()
+                    .name("fundwatch-reload".into())
+                    .spawn(move || {
+                        let outcome = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .map_err(|e| e.to_string())
+                            .and_then(|rt| {
+                                rt.block_on(manager.reload()).map_err(|e| e.to_string())
+                            });
+                        let _ = tx.send(outcome);
+                    });
+                if let Err(err) = spawned {
+                    tracing::error!(error = %err, "cannot start the reload thread");
+                    continue;
+                }
+                match rx.await {
+                    Ok(Ok(true)) => on_change(),
+                    Ok(Ok(false)) => {}
+                    Ok(Err(err)) => tracing::error!(
+                        error = %err,
+                        "the registry's state cannot be deployed; the running versions stay"
+                    ),
+                    Err(_) => tracing::error!("the reload thread stopped without an answer"),
+                }
+            }
+        })
+    }
+
     /// Plans are applied under the gate: build (compile), validate, commit, swap.
     async fn apply(&self, planned: Planned, actor: &str) -> Result<ActivationReport, DeployError> {
         let current = self.engine.deployment();
