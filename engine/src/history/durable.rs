@@ -339,6 +339,17 @@ impl DurableHistory {
         self.store.statuses = Arc::new(statuses);
     }
 
+    /// The person-status table (to share it with another partition's history).
+    pub fn person_statuses(&self) -> Arc<PersonStatuses> {
+        Arc::clone(&self.store.statuses)
+    }
+
+    /// Shares an already loaded person-status table (one table for every partition
+    /// an instance owns).
+    pub fn share_person_statuses(&mut self, statuses: Arc<PersonStatuses>) {
+        self.store.statuses = statuses;
+    }
+
     /// Changes the person-status table in place (copy on write): the rows a rule case
     /// or the demo generator provides.
     pub fn update_person_statuses(&mut self, change: impl FnOnce(&mut PersonStatuses)) {
@@ -494,6 +505,32 @@ mod tests {
         assert!(err.contains("truncated"), "{err}");
         let err = read_snapshot(&b"{\"position\": 1}"[..], 30).expect_err("json");
         assert!(err.contains("not a FundWatch history snapshot"), "{err}");
+    }
+
+    #[test]
+    fn a_new_owner_of_a_partition_resumes_after_the_snapshot_offset() {
+        let root = tempfile::tempdir().expect("tempdir");
+        {
+            // The first owner of partition 3 applies offsets 0..=6 and snapshots at
+            // revocation (snapshot_every is large: only the revocation snapshots).
+            let mut owner = DurableHistory::open_partition(root.path(), 3, 30, 1_000_000)
+                .expect("open");
+            assert_eq!(owner.resume_from(), 0, "nothing applied: read from the start");
+            owner
+                .apply(&[&event("P1", "M1", "R1", 1)], Some(4))
+                .expect("apply");
+            owner
+                .apply(&[&event("P1", "M2", "R2", 2)], Some(6))
+                .expect("apply");
+            owner.snapshot().expect("revoked: snapshot");
+        }
+        assert!(root.path().join("partition-3/snapshot.bin").exists());
+        let next = DurableHistory::open_partition(root.path(), 3, 30, 1_000_000).expect("reopen");
+        assert_eq!(next.position(), Some(6));
+        assert_eq!(next.resume_from(), 7, "seek to the offset after the snapshot's");
+        assert_eq!(next.store().person("P1").map(|p| p.line_count()), Some(2));
+        let other = DurableHistory::open_partition(root.path(), 4, 30, 1_000_000).expect("p4");
+        assert_eq!(other.position(), None, "partitions keep separate state");
     }
 
     #[test]
