@@ -513,9 +513,13 @@ mod tests {
         {
             // The first owner of partition 3 applies offsets 0..=6 and snapshots at
             // revocation (snapshot_every is large: only the revocation snapshots).
-            let mut owner = DurableHistory::open_partition(root.path(), 3, 30, 1_000_000)
-                .expect("open");
-            assert_eq!(owner.resume_from(), 0, "nothing applied: read from the start");
+            let mut owner =
+                DurableHistory::open_partition(root.path(), 3, 30, 1_000_000).expect("open");
+            assert_eq!(
+                owner.resume_from(),
+                0,
+                "nothing applied: read from the start"
+            );
             owner
                 .apply(&[&event("P1", "M1", "R1", 1)], Some(4))
                 .expect("apply");
@@ -527,7 +531,11 @@ mod tests {
         assert!(root.path().join("partition-3/snapshot.bin").exists());
         let next = DurableHistory::open_partition(root.path(), 3, 30, 1_000_000).expect("reopen");
         assert_eq!(next.position(), Some(6));
-        assert_eq!(next.resume_from(), 7, "seek to the offset after the snapshot's");
+        assert_eq!(
+            next.resume_from(),
+            7,
+            "seek to the offset after the snapshot's"
+        );
         assert_eq!(next.store().person("P1").map(|p| p.line_count()), Some(2));
         let other = DurableHistory::open_partition(root.path(), 4, 30, 1_000_000).expect("p4");
         assert_eq!(other.position(), None, "partitions keep separate state");
