@@ -542,6 +542,36 @@ mod tests {
     }
 
     #[test]
+    fn line_ids_survive_upserts_and_pruning_inside_an_encounter() {
+        let mut store = HistoryStore::new(10);
+        let mut ev = event("P1", "M1", "R1", 1);
+        let order = ev.patients[0].encounters[0].orders[0].clone();
+        for (rx, day) in [("R2-long-id", 20u32), ("R3", 25)] {
+            let mut o = order.clone();
+            o.rx_id = rx.to_string();
+            o.drord_begn_date =
+                chrono::NaiveDate::from_ymd_opt(2026, 3, day).and_then(|d| d.and_hms_opt(9, 0, 0));
+            o.cnt = f64::from(day);
+            ev.patients[0].encounters[0].orders.push(o);
+        }
+        store.apply(&ev);
+        store.apply(&ev); // redelivered: upsert
+        store.prune_at(store.newest_millis);
+        let enc = &store.person("P1").expect("P1").encounters[0];
+        let ids: Vec<(&str, f64)> = enc.lines.iter().map(|l| (enc.rx_id(l), l.cnt)).collect();
+        assert_eq!(
+            ids,
+            vec![("R2-long-id", 20.0), ("R3", 25.0)],
+            "R1 is 24 days old"
+        );
+        let mut bytes = Vec::new();
+        write_snapshot(&store, None, &mut bytes).expect("write");
+        let (back, _) = read_snapshot(bytes.as_slice(), 10).expect("read");
+        let enc = &back.person("P1").expect("P1").encounters[0];
+        assert_eq!(enc.rx_id(&enc.lines[1]), "R3");
+    }
+
+    #[test]
     fn retention_drops_what_no_rule_needs() {
         let mut store = HistoryStore::new(10);
         store.apply(&event("P1", "M1", "R1", 1));

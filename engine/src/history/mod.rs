@@ -35,7 +35,7 @@ mod tables;
 pub use durable::{DurableHistory, HistoryError, read_snapshot, write_snapshot};
 pub use status::{PersonStatus, PersonStatuses, StatusError, parse_die_date, status_table};
 pub use store::{
-    HistEncounter, HistLine, HistoryStore, Millis, PersonHistory, PersonRecord, StoredEncounter,
-    StoredLine, Sym, Symbols, TraceCodes, TraceRecord, TraceUse,
+    Days, HistEncounter, HistLine, HistoryStore, Millis, PersonHistory, PersonRecord,
+    StoredEncounter, StoredLine, Sym, Symbols, TraceCodes, TraceRecord, TraceUse,
 };
 pub use tables::{HistoryTables, history_tables};

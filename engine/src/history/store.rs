@@ -8,9 +8,11 @@
 //!   diagnoses — into one [`Symbols`] table (a `u32` per field instead of a `String`);
 //! - nests lines under their encounter, so a line carries neither `mdtrt_id` nor the
 //!   institution (both are the encounter's);
-//! - keeps the unique ids (`mdtrt_id`, `rx_id`, a trace code's first settlement) as one
+//! - keeps the `rx_id`s of an encounter's lines in one string per encounter (a line
+//!   holds its offset and length), not one allocation per line;
+//! - keeps the other unique ids (`mdtrt_id`, a trace code's first settlement) as one
 //!   `Box<str>` each (16 bytes + one allocation);
-//! - stores times as epoch ms with a sentinel for "none" (8 bytes, not 16).
+//! - stores times and days of supply with a sentinel for "none" (8 bytes, not 16).
 //!
 //! The plain, owned shapes ([`HistEncounter`], [`HistLine`], [`PersonRecord`]) are the
 //! write-ahead-log records and the test/inspection API; the store converts on apply.
@@ -123,11 +125,35 @@ impl Millis {
     }
 }
 
+/// Days of supply, or none (NaN inside: 8 bytes instead of `Option<f64>`'s 16).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Days(f64);
+
+impl PartialEq for Days {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Days {
+    fn of(days: Option<f64>) -> Self {
+        Self(days.filter(|d| !d.is_nan()).unwrap_or(f64::NAN))
+    }
+
+    /// The days, if known.
+    pub fn get(self) -> Option<f64> {
+        (!self.0.is_nan()).then_some(self.0)
+    }
+}
+
 /// One stored order line (under its encounter).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredLine {
-    /// Order line id.
-    pub rx_id: Box<str>,
+    /// Where its `rx_id` is in the encounter's `rx_ids` ([`StoredEncounter::rx_id`]).
+    rx_start: u32,
+    /// Length of its `rx_id` in bytes.
+    rx_len: u32,
     /// National code.
     pub hilist_code: Sym,
     /// Name as sent.
@@ -143,7 +169,7 @@ pub struct StoredLine {
     /// Amount.
     pub sumamt: f64,
     /// Days of supply.
-    pub prd_days: Option<f64>,
+    pub prd_days: Days,
 }
 
 /// One stored encounter with its lines.
@@ -167,8 +193,73 @@ pub struct StoredEncounter {
     /// older than the retention while some of its lines are not, or when only lines of
     /// it were ever recorded.
     pub listed: bool,
+    /// The `rx_id`s of its lines, one after the other.
+    rx_ids: Box<str>,
     /// Its lines, by `rx_id` (upserted).
     pub lines: Vec<StoredLine>,
+}
+
+impl StoredEncounter {
+    /// The `rx_id` of `line` (one of this encounter's lines).
+    pub fn rx_id(&self, line: &StoredLine) -> &str {
+        let start = line.rx_start as usize;
+        self.rx_ids
+            .get(start..start + line.rx_len as usize)
+            .unwrap_or("")
+    }
+
+    /// Upserts `lines` (id, line): an existing id is replaced in place, new ones are
+    /// appended with one reallocation of the ids for all of them (a request brings an
+    /// encounter's lines together; growing the ids line by line fragments the heap).
+    fn upsert_lines(&mut self, lines: Vec<(&str, StoredLine)>) {
+        let mut new: Vec<(&str, StoredLine)> = Vec::new();
+        for (rx_id, mut line) in lines {
+            if let Some(idx) = self.lines.iter().position(|l| self.rx_id(l) == rx_id) {
+                line.rx_start = self.lines[idx].rx_start;
+                line.rx_len = self.lines[idx].rx_len;
+                self.lines[idx] = line;
+            } else if let Some(pending) = new.iter_mut().find(|(id, _)| *id == rx_id) {
+                pending.1 = line;
+            } else {
+                new.push((rx_id, line));
+            }
+        }
+        if new.is_empty() {
+            return;
+        }
+        let added: usize = new.iter().map(|(id, _)| id.len()).sum();
+        let mut ids = String::with_capacity(self.rx_ids.len() + added);
+        ids.push_str(&self.rx_ids);
+        self.lines.reserve_exact(new.len());
+        for (rx_id, mut line) in new {
+            line.rx_start = ids.len() as u32;
+            line.rx_len = rx_id.len() as u32;
+            ids.push_str(rx_id);
+            self.lines.push(line);
+        }
+        self.rx_ids = ids.into_boxed_str();
+    }
+
+    /// Drops the lines `keep` rejects and the ids only they used.
+    fn retain_lines(&mut self, keep: impl Fn(&StoredLine) -> bool) {
+        let before = self.lines.len();
+        self.lines.retain(|l| keep(l));
+        if self.lines.len() == before {
+            return;
+        }
+        let mut ids = String::new();
+        for line in &mut self.lines {
+            let start = line.rx_start as usize;
+            let id = self
+                .rx_ids
+                .get(start..start + line.rx_len as usize)
+                .unwrap_or("");
+            line.rx_start = ids.len() as u32;
+            ids.push_str(id);
+        }
+        self.rx_ids = ids.into_boxed_str();
+        self.lines.shrink_to_fit();
+    }
 }
 
 /// One person's history.
@@ -442,6 +533,7 @@ impl HistoryStore {
                 adm: Millis::of(enc.adm_millis),
                 dscg: Millis::of(enc.dscg_millis),
                 listed: true,
+                rx_ids: Box::default(),
                 lines: Vec::new(),
             };
             match person
@@ -451,7 +543,12 @@ impl HistoryStore {
             {
                 Some(existing) => {
                     let lines = std::mem::take(&mut existing.lines);
-                    *existing = StoredEncounter { lines, ..stored };
+                    let rx_ids = std::mem::take(&mut existing.rx_ids);
+                    *existing = StoredEncounter {
+                        lines,
+                        rx_ids,
+                        ..stored
+                    };
                 }
                 None => {
                     person.encounters.reserve_exact(1);
@@ -459,10 +556,13 @@ impl HistoryStore {
                 }
             }
         }
+        // Lines per encounter (index into the person's encounters), upserted together.
+        let mut by_encounter: Vec<(usize, Vec<(&str, StoredLine)>)> = Vec::new();
         for line in &record.lines {
             newest = newest.max(line.begn_millis.unwrap_or(0));
             let stored = StoredLine {
-                rx_id: line.rx_id.as_str().into(),
+                rx_start: 0,
+                rx_len: 0,
                 hilist_code: symbols.intern(&line.hilist_code),
                 hilist_name: symbols.intern(&line.hilist_name),
                 hilist_type: symbols.intern(&line.hilist_type),
@@ -470,7 +570,7 @@ impl HistoryStore {
                 begn: Millis::of(line.begn_millis),
                 cnt: line.cnt,
                 sumamt: line.sumamt,
-                prd_days: line.prd_days,
+                prd_days: Days::of(line.prd_days),
             };
             let idx = match person
                 .encounters
@@ -489,19 +589,19 @@ impl HistoryStore {
                         adm: Millis::of(None),
                         dscg: Millis::of(None),
                         listed: false,
+                        rx_ids: Box::default(),
                         lines: Vec::new(),
                     });
                     person.encounters.len() - 1
                 }
             };
-            let lines = &mut person.encounters[idx].lines;
-            match lines.iter_mut().find(|l| *l.rx_id == *line.rx_id) {
-                Some(existing) => *existing = stored,
-                None => {
-                    lines.reserve_exact(1);
-                    lines.push(stored);
-                }
+            match by_encounter.iter_mut().find(|(i, _)| *i == idx) {
+                Some((_, lines)) => lines.push((&line.rx_id, stored)),
+                None => by_encounter.push((idx, vec![(&line.rx_id, stored)])),
             }
+        }
+        for (idx, lines) in by_encounter {
+            person.encounters[idx].upsert_lines(lines);
         }
         for (code, used) in &record.traces {
             if !self.trace_codes.contains_key(code.as_str()) {
@@ -537,7 +637,7 @@ impl HistoryStore {
         let keep = |t: Millis| t.get().is_none_or(|t| t >= horizon);
         self.persons.retain(|_, person| {
             person.encounters.retain_mut(|enc| {
-                enc.lines.retain(|l| keep(l.begn));
+                enc.retain_lines(|l| keep(l.begn));
                 if enc.listed
                     && !keep(if enc.dscg.get().is_some() {
                         enc.dscg
@@ -547,7 +647,6 @@ impl HistoryStore {
                 {
                     enc.listed = false;
                 }
-                enc.lines.shrink_to_fit();
                 enc.listed || !enc.lines.is_empty()
             });
             person.encounters.shrink_to_fit();

@@ -310,7 +310,7 @@ pub fn history_tables(
                         setting_of(dicts, area, s.sym(enc.med_mdtrt_type), s.sym(enc.med_type));
                     let medins_id = s.sym(enc.medins_id);
                     for line in &enc.lines {
-                        let key = (&*enc.mdtrt_id, &*line.rx_id);
+                        let key = (&*enc.mdtrt_id, enc.rx_id(line));
                         if own_lines.contains(&key) || !seen_lines.insert(key) {
                             continue;
                         }
@@ -409,7 +409,7 @@ fn stored_line<'a>(
 ) -> LineRow<'a> {
     LineRow {
         mdtrt_id: &enc.mdtrt_id,
-        rx_id: &line.rx_id,
+        rx_id: enc.rx_id(line),
         hilist_code: store.sym(line.hilist_code),
         hilist_name: store.sym(line.hilist_name),
         hilist_type: store.sym(line.hilist_type),
@@ -419,6 +419,6 @@ fn stored_line<'a>(
         begn_millis: line.begn.get(),
         cnt: line.cnt,
         sumamt: line.sumamt,
-        prd_days: line.prd_days,
+        prd_days: line.prd_days.get(),
     }
 }
