@@ -22,6 +22,9 @@
 //! - Durable: [`durable::DurableHistory`] keeps a write-ahead log of applied events and
 //!   snapshots with the input position they cover; a restarted or new owner loads the
 //!   snapshot, replays the log, and resumes the input from the recorded position.
+//! - Person status ([`PersonStatuses`], the `person_status` table of 死亡后就医): registered
+//!   deaths from the deployment's file, held beside the store and shared by `Arc`
+//!   (not in snapshots: reloaded from the file).
 //! - Trace codes (药品追溯码) are unique across persons: [`TraceCodes`] is keyed by the
 //!   code, not the person. With several instances the stream must be repartitioned by
 //!   trace code (an internal topic keyed by `drug_trac_codg`) so one owner sees every

@@ -1,9 +1,9 @@
 //! The in-memory history: persons → encounters → lines; trace codes → first use.
 //!
 //! # Layout (why it is compact)
-//! At 1M persons × 180 days (~8 encounters, ~40 lines, ~22 trace codes each) a
-//! `String` per field costs ~23 KB per person (measured, benches/RESULTS.md
-//! § History). The store therefore:
+//! With ~8 encounters, ~43 lines and ~22 trace codes per person over 180 days, a
+//! `String` per field cost 35.6 KB per person (33 GiB per 1M persons, measured:
+//! benches/RESULTS.md § History). The store therefore:
 //! - interns the values many rows share — codes, names, institutions, types,
 //!   diagnoses — into one [`Symbols`] table (a `u32` per field instead of a `String`);
 //! - nests lines under their encounter, so a line carries neither `mdtrt_id` nor the
