@@ -309,18 +309,22 @@ pub fn history_tables(
                     let setting =
                         setting_of(dicts, area, s.sym(enc.med_mdtrt_type), s.sym(enc.med_type));
                     let medins_id = s.sym(enc.medins_id);
+                    // Stored lines and encounters are unique (upserted): only the request
+                    // and earlier events of the batch can repeat them, so most stored
+                    // rows need no lookup at all.
+                    let in_request = own_encounters.contains(&*enc.mdtrt_id);
+                    let in_batch = seen_enc.contains(&*enc.mdtrt_id);
                     for line in &enc.lines {
-                        let key = (&*enc.mdtrt_id, enc.rx_id(line));
-                        if own_lines.contains(&key) || !seen_lines.insert(key) {
-                            continue;
+                        if in_request || in_batch {
+                            let key = (&*enc.mdtrt_id, enc.rx_id(line));
+                            if own_lines.contains(&key) || seen_lines.contains(&key) {
+                                continue;
+                            }
                         }
                         let row = stored_line(s, enc, line, medins_id, setting);
                         b.line(event_idx, &patient.patn_id, &row);
                     }
-                    if enc.listed
-                        && !own_encounters.contains(&*enc.mdtrt_id)
-                        && seen_enc.insert(&enc.mdtrt_id)
-                    {
+                    if enc.listed && !in_request && !in_batch {
                         let row = EncRow {
                             mdtrt_id: &enc.mdtrt_id,
                             medins_id,
