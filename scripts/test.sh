@@ -20,8 +20,6 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 bash scripts/install-prometheus.sh
 
 echo "== cargo test (workspace)"
-echo "   note: tests/kafka_at_least_once.rs and tests/kafka_rebalance.rs are gated behind"
-echo "   --features kafka-e2e until they pass reliably (see Cargo.toml [features])"
 cargo test --workspace -j"$JOBS" 2>&1
 
 echo "== fundwatch rules test (national pack)"

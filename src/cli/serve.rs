@@ -1,7 +1,10 @@
 //! `fundwatch serve --config FILE`: the inline HTTP service for hospital HIS
 //! (3101/3102/3103, alert API, admin endpoints), with the engine, the alert store
-//! and the API keys the config file names. Stops on Ctrl-C or SIGTERM after
-//! answering the requests in flight.
+//! and the API keys the config file names; with a `[kafka]` table, also the Kafka
+//! pipeline of `fundwatch stream`, beside it on the same engine (SPEC §7:
+//! "production: Kafka + HTTP"). Stops on Ctrl-C or SIGTERM after answering the
+//! requests in flight and committing the Kafka messages whose alerts are
+//! acknowledged.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use fundwatch_connectors::http::{self, Authenticator, Evaluator, ServeConfig, Service};
+use fundwatch_connectors::kafka::{KafkaConfig, run_pipeline_with_metrics};
 use fundwatch_connectors::metrics::{Metrics, Source};
 use fundwatch_engine::Clock;
 
@@ -34,6 +38,13 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     logging::init(args.log_format, "info");
     let config = ServeConfig::load(&args.config)?;
+    let kafka = match config.kafka.clone() {
+        Some(table) => Some(KafkaConfig::from_table(
+            table,
+            &args.config.display().to_string(),
+        )?),
+        None => None,
+    };
     let auth = Authenticator::from_config(&config.auth.keys, |var| std::env::var(var).ok())
         .with_context(|| format!("in {}", args.config.display()))?;
     if auth.is_empty() {
@@ -48,6 +59,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         common::load_person_status(&engine, config.engine.person_status.as_deref())?;
         // One registry for the process, served at /metrics.
         let metrics = Metrics::new();
+        // The Kafka pipeline shares this engine (versions, history); it reports
+        // its stages with source="kafka".
+        let pipeline_engine = kafka.as_ref().map(|_| engine.clone());
         let engine = engine.with_observer(Arc::new(metrics.source(Source::Http)));
         let versions = engine.versions();
         let store = http::open_store(&config.store).with_context(|| {
@@ -77,11 +91,55 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "fundwatch serve: listening on http://{addr} (rule pack {}, KB {}); API description at /openapi.json",
             versions.rule_pack, versions.kb
         );
-        service
-            .serve(listener, shutdown::signal())
-            .await
-            .context("serving HTTP")?;
-        tracing::info!("stopped");
+        let Some((kafka, pipeline_engine)) = kafka.zip(pipeline_engine) else {
+            service
+                .serve(listener, shutdown::signal())
+                .await
+                .context("serving HTTP")?;
+            tracing::info!("stopped");
+            return Ok(ExitCode::SUCCESS);
+        };
+
+        // HTTP and Kafka side by side, stopped together: by the signal, or by
+        // the pipeline failing (then HTTP stops too and serve reports it).
+        let kafka_metrics = metrics.kafka();
+        service.require_kafka(&kafka_metrics);
+        eprintln!(
+            "fundwatch serve: Kafka {} → {} (dead letters: {}), group {} on {}",
+            kafka.input_topic, kafka.alerts_topic, kafka.dlq_topic, kafka.group_id, kafka.brokers
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let signal_tx = stop_tx.clone();
+        let signal = tokio::spawn(async move {
+            shutdown::signal().await;
+            let _ = signal_tx.send(true);
+        });
+        let http = service.serve(listener, stopped(stop_rx.clone()));
+        let pipeline = async {
+            let report = run_pipeline_with_metrics(
+                pipeline_engine,
+                kafka,
+                kafka_metrics,
+                stopped(stop_rx.clone()),
+            )
+            .await;
+            let _ = stop_tx.send(true);
+            report
+        };
+        let (http, pipeline) = tokio::join!(http, pipeline);
+        signal.abort();
+        let report = pipeline.context("running the Kafka pipeline")?;
+        http.context("serving HTTP")?;
+        tracing::info!(
+            messages = report.messages,
+            alerts = report.alerts,
+            dead_letters = report.dead_letters,
+            abandoned = report.abandoned,
+            "stopped"
+        );
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -4,7 +4,9 @@
 //!   are exactly the cases' labels;
 //! - `kill -9` of the `fundwatch stream` process mid-stream, then a new process:
 //!   every expected alert appears (duplicates allowed, recognisable by `jr_id`);
-//! - a broker restart is survived: events produced after it are alerted.
+//! - a broker outage (every connection cut for longer than the session timeout,
+//!   as a broker restart looks to clients) is survived: events sent meanwhile are
+//!   alerted once it is back.
 
 use crate::support;
 
@@ -146,7 +148,16 @@ async fn kill_9_mid_stream_loses_no_expected_alert() {
     broker.create_topic(&topics.dlq, 1).await;
 
     let engine = support::national_engine().await;
-    let events = support::labelled_events(&engine, 8, "kill");
+    // Rules whose finding depends on the event alone. A history rule's alert can
+    // depend on an earlier event the killed process evaluated: `fundwatch stream`
+    // keeps history in memory (a durable per-partition store is docs/history.md
+    // §6-7's open work), and the trace-code rule compares settlements of
+    // different persons, so its outcome follows the consumption order across
+    // partitions, which Kafka does not define. Cases with registered deaths need
+    // a person-status file the child processes do not have.
+    let events = support::labelled_events_of(&engine, 8, "kill", |rule| {
+        rule.history_days == 0 && rule.cases.iter().all(|c| c.person_status.is_empty())
+    });
     let expected = support::expected_alerts(&engine, &events).await;
     let expected_ids: BTreeSet<String> = expected
         .iter()
@@ -262,9 +273,9 @@ async fn kill_9_mid_stream_loses_no_expected_alert() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn broker_restart_is_survived() {
-    let mut broker = Broker::start();
-    let topics = Topics::named("restart");
+async fn broker_outage_is_survived() {
+    let broker = Broker::start();
+    let topics = Topics::named("outage");
     create_topics(&broker, &topics).await;
 
     let engine = support::national_engine().await;
@@ -279,45 +290,58 @@ async fn broker_restart_is_survived() {
     let expected_before = ids(support::expected_alerts(&engine, &before).await);
     let expected_after = ids(support::expected_alerts(&engine, &after).await);
 
-    let config = support::pipeline_config(&broker.bootstrap(), &topics, "restart");
+    let config = support::pipeline_config(&broker.bootstrap(), &topics, "outage");
+    let session_ms: u64 = config.consumer["session.timeout.ms"]
+        .to_string()
+        .parse()
+        .expect("session.timeout.ms");
     let pipeline = kafka::start(Processor::Evaluate(engine), config, KafkaMetrics::new())
         .expect("pipeline starts");
-    {
-        let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
-        let producer = support::producer(&broker.bootstrap());
-        support::produce(&producer, &topics.input, &before).await;
-        collector
-            .wait_for(
-                WAIT,
-                "alerts before the restart",
-                |c| support::jr_ids(c).is_superset(&expected_before),
-                || broker.log_tail(),
-            )
-            .await;
-    }
-
-    // Same port, fresh memory: topics, groups and offsets are gone.
-    broker.restart();
-    create_topics(&broker, &topics).await;
+    let metrics = pipeline.metrics().clone();
     let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
     let producer = support::producer(&broker.bootstrap());
-    support::produce(&producer, &topics.input, &after).await;
-    let metrics = pipeline.metrics().clone();
+    support::produce(&producer, &topics.input, &before).await;
     collector
         .wait_for(
             WAIT,
-            "alerts of events produced after the restart",
+            "alerts before the outage",
+            |c| support::jr_ids(c).is_superset(&expected_before),
+            || broker.log_tail(),
+        )
+        .await;
+
+    // The broker goes away for longer than the session timeout (its coordinator
+    // drops the pipeline from the group) while the rest of the stream is sent;
+    // the sends wait in the test producer until the broker is back.
+    let bootstrap = broker.bootstrap();
+    let input = topics.input.clone();
+    let rest = after.clone();
+    let sending = tokio::spawn(async move {
+        let producer = support::producer(&bootstrap);
+        support::produce(&producer, &input, &rest).await;
+    });
+    broker
+        .outage(Duration::from_millis(session_ms + 2_000))
+        .await;
+    sending.await.expect("events sent after the outage");
+    collector
+        .wait_for(
+            WAIT,
+            "alerts of the events sent during the outage",
             |c| support::jr_ids(c).is_superset(&expected_after),
             || format!("{}\n{}", metrics.render(), broker.log_tail()),
         )
         .await;
     assert!(!pipeline.is_finished(), "the pipeline kept running");
+    let errors = metrics.client_errors.with_label_values(&["consumer"]).get();
+    assert!(errors > 0, "the consumer saw the broker go away");
     let report = pipeline.stop().await.expect("pipeline stops cleanly");
     println!(
-        "broker restart: {} alerts before, {} after; pipeline read {} messages",
+        "broker outage: {} alerts before, {} after; pipeline read {} messages, {} consumer errors reported",
         expected_before.len(),
         expected_after.len(),
-        report.messages
+        report.messages,
+        errors
     );
 }
 

@@ -29,7 +29,9 @@ async fn two_instances_share_partitions_and_every_alert_appears() {
         .iter()
         .map(|a| a["jr_id"].as_str().unwrap_or_default().to_string())
         .collect();
-    let (first, second) = events.split_at(events.len() / 3);
+    let third = events.len() / 3;
+    let (first, rest) = events.split_at(third);
+    let (during, after) = rest.split_at(third);
 
     let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
     let mut config = support::pipeline_config(&broker.bootstrap(), &topics, "group");
@@ -48,24 +50,33 @@ async fn two_instances_share_partitions_and_every_alert_appears() {
     })
     .await;
 
-    // B joins while the rest of the stream arrives.
+    // B joins while a second part of the stream trickles in, so A has messages in
+    // flight when its partitions are revoked.
     let b = kafka::start(Processor::Evaluate(engine), config, KafkaMetrics::new())
         .expect("instance B starts");
     let b_metrics = b.metrics().clone();
-    let rest = second.to_vec();
+    let trickle = during.to_vec();
     let bootstrap = broker.bootstrap();
     let input = topics.input.clone();
     let feeding = tokio::spawn(async move {
         let producer = support::producer(&bootstrap);
-        for chunk in rest.chunks(40) {
+        for chunk in trickle.chunks(20) {
             support::produce(&producer, &input, chunk).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
-    support::wait_until(WAIT, "instance B assigned and evaluating", || {
+    support::wait_until(WAIT, "instance B assigned partitions", || {
+        b_metrics.rebalances.with_label_values(&["assign"]).get() > 0
+    })
+    .await;
+    feeding.await.expect("second part produced");
+    // The last part arrives once the group has both members: B owns some of
+    // the partitions it lands on.
+    support::produce(&producer, &topics.input, after).await;
+    support::wait_until(WAIT, "instance B evaluating", || {
         b_metrics.messages_done.get() > 0
     })
     .await;
-    feeding.await.expect("stream produced");
 
     let collected = collector
         .wait_for(

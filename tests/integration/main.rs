@@ -18,12 +18,11 @@ mod demo_labelled_stream;
 mod http_3101_round_trip;
 mod http_auth;
 mod http_fail_open;
-#[cfg(feature = "kafka-e2e")]
 mod kafka_at_least_once;
 mod kafka_dlq;
 mod kafka_faults;
-#[cfg(feature = "kafka-e2e")]
 mod kafka_rebalance;
+mod kafka_serve;
 mod ops_deploy;
 mod ops_metrics;
 mod ops_prometheus;

@@ -82,8 +82,9 @@ pub struct ServeConfig {
     pub store: StoreConfig,
     /// `[auth]`: API keys per institution and admin keys.
     pub auth: AuthConfig,
-    /// `[kafka]`: read by `fundwatch stream` (`crate::kafka::config`), ignored
-    /// here, so one file can configure both commands.
+    /// `[kafka]` (`crate::kafka::config`): when present, `fundwatch serve` runs
+    /// the Kafka pipeline beside HTTP; `fundwatch stream` reads the same table, so
+    /// one file configures both commands.
     pub kafka: Option<toml::Table>,
 }
 

@@ -110,9 +110,11 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     // Alerts leave within 2 ms; batching still happens under load.
     ("linger.ms", "2"),
-    // Give up on one send attempt sequence after 2 minutes (the pipeline then
-    // resends; the offset is not stored meanwhile).
-    ("message.timeout.ms", "120000"),
+    // Give up on one send attempt sequence after 30 s: the pipeline then resends
+    // through a fresh producer (the offset is not stored meanwhile). A fresh
+    // producer also gets past a broker that forgot the idempotent producer's id
+    // (a restart without its state), where librdkafka would retry forever.
+    ("message.timeout.ms", "30000"),
 ];
 
 /// Consumer keys FundWatch sets itself, with why.
@@ -326,6 +328,22 @@ impl StreamConfig {
 }
 
 impl KafkaConfig {
+    /// The `[kafka]` table of another command's config file (`fundwatch serve`
+    /// reads it as plain TOML): parsed, the `FUNDWATCH_KAFKA_*` overrides applied,
+    /// validated. `origin` names the file in errors.
+    pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, KafkaConfigError> {
+        let mut kafka: KafkaConfig =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|err: toml::de::Error| KafkaConfigError::Parse {
+                    origin: origin.to_string(),
+                    message: format!("[kafka]: {err}"),
+                })?;
+        kafka.apply_env(|var| std::env::var(var).ok());
+        kafka.validate()?;
+        Ok(kafka)
+    }
+
     /// A configuration for `brokers` with every other key at its default.
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
@@ -588,6 +606,20 @@ mod tests {
         let mut kafka = KafkaConfig::new("k:9092");
         kafka.queue = 10;
         assert!(kafka.validate().is_err());
+    }
+
+    #[test]
+    fn a_kafka_table_of_the_serve_file_is_read_and_checked() {
+        let table: toml::Table =
+            toml::from_str("brokers = \"k:9092\"\ngroup_id = \"g\"\n[batch]\nmax_events = 64\n")
+                .expect("TOML");
+        let kafka = KafkaConfig::from_table(table, "serve.toml").expect("valid");
+        assert_eq!(kafka.group_id, "g");
+        assert_eq!(kafka.batch.max_events, 64);
+        let table: toml::Table = toml::from_str("brokers = \"k\"\nbatch_size = 3\n").expect("TOML");
+        let err = KafkaConfig::from_table(table, "serve.toml").expect_err("unknown key");
+        assert!(err.to_string().contains("serve.toml"), "{err}");
+        assert!(err.to_string().contains("batch_size"), "{err}");
     }
 
     #[test]

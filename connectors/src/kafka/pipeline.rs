@@ -293,7 +293,10 @@ pub fn start(
         // Until asked to stop, or until a task ends by itself (a failure).
         let mut batch_task = batch_task;
         let mut ack_task = ack_task;
+        // Biased: once a stop is requested the tasks end by themselves, which is
+        // not a failure.
         let early = tokio::select! {
+            biased;
             _ = stopped.wait_for(|stop| *stop) => None,
             result = &mut batch_task => Some(("batch", result)),
             result = &mut ack_task => Some(("ack", result)),
@@ -439,6 +442,7 @@ impl Batcher {
                 break;
             };
             let Some(first) = records.recv().await else {
+                tracing::debug!("batch task: the consumer closed its queue");
                 break;
             };
             let mut batch = Vec::with_capacity(self.max_events.min(1024));
@@ -485,6 +489,7 @@ impl Batcher {
                 })
                 .is_err()
             {
+                tracing::debug!("batch task: the acknowledgement task is gone");
                 break;
             }
         }
@@ -745,7 +750,10 @@ async fn acknowledge(
                 }
                 committer.complete(&done);
             }
-            else => break,
+            else => {
+                tracing::debug!("acknowledgement task: no more batches");
+                break;
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::metrics::KafkaMetrics;
-use super::source::forward_log;
+use super::source::{forward_log, log_level};
 
 /// The producer's callbacks: logs and error counts.
 pub(crate) struct SinkContext {
@@ -121,8 +121,8 @@ impl Sink {
         Arc::clone(&self.producer.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Replaces the producer if it is still the broken one.
-    fn replace_if_fatal(&self, broken: &Arc<KafkaProducer>) {
+    /// Replaces the producer if it is still the broken one; `why` says what broke.
+    fn replace(&self, broken: &Arc<KafkaProducer>, why: &str) {
         let mut slot = self.producer.lock().unwrap_or_else(PoisonError::into_inner);
         if !Arc::ptr_eq(&slot, broken) {
             return; // someone else replaced it already
@@ -130,8 +130,9 @@ impl Sink {
         match create_producer(&self.settings, &self.metrics) {
             Ok(fresh) => {
                 tracing::warn!(
-                    error = ?broken.client().fatal_error(),
-                    "the alert producer hit a fatal error and was replaced; unacknowledged alerts are sent again"
+                    why,
+                    fatal_error = ?broken.client().fatal_error(),
+                    "the alert producer was replaced; unacknowledged alerts are sent again by the new one"
                 );
                 *slot = Arc::new(fresh);
             }
@@ -202,7 +203,18 @@ impl Sink {
                 return Err(DeliveryError::Permanent(error));
             }
             if producer.client().fatal_error().is_some() {
-                self.replace_if_fatal(&producer);
+                self.replace(
+                    &producer,
+                    "fatal error (e.g. the idempotent producer's state was lost)",
+                );
+            } else if is_stuck(&error) {
+                // message.timeout.ms passed without an acknowledgement. Besides a
+                // broker that is away, this is how an idempotent producer shows a
+                // broker that forgot its producer id (a broker restarted without
+                // its state: librdkafka bumps the epoch locally and retries
+                // forever). A fresh producer asks for a new id; its first sends
+                // also tell whether the broker is back.
+                self.replace(&producer, "no acknowledgement within message.timeout.ms");
             }
             if *self.stopping.borrow() {
                 // Shutting down with the broker unreachable: give up; the input
@@ -236,10 +248,15 @@ fn create_producer(
     for (key, value) in settings {
         config.set(key, value);
     }
-    config.set_log_level(RDKafkaLogLevel::Info);
+    config.set_log_level(log_level(settings));
     config.create_with_context(SinkContext {
         metrics: metrics.clone(),
     })
+}
+
+/// Errors after which the same producer is not tried again.
+fn is_stuck(error: &KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut)
 }
 
 /// Errors no resend can fix for this message.

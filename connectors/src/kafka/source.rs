@@ -210,8 +210,20 @@ impl ConsumerContext for SourceContext {
                     .rebalances
                     .with_label_values(&["revoke"])
                     .inc();
-                let abandoned = self.drain(&tps);
-                if abandoned > 0 {
+                // A lost assignment (the coordinator no longer knows this member:
+                // session timeout, max.poll.interval.ms exceeded, a coordinator
+                // that lost its state) may already belong to another member:
+                // nothing is committed for it, so there is nothing to drain for.
+                let lost = consumer.assignment_lost();
+                let abandoned = self.drain(&tps, !lost);
+                if lost {
+                    self.forget_stored_offsets(consumer, &tps);
+                    tracing::warn!(
+                        partitions = ?tps.iter().map(|t| t.partition).collect::<Vec<_>>(),
+                        in_flight = abandoned,
+                        "partition assignment lost (the group coordinator dropped this member: session timeout, max.poll.interval.ms exceeded, or a broker that lost its group state); nothing is committed for these partitions, their next owner reads again from the last commit"
+                    );
+                } else if abandoned > 0 {
                     self.shared.metrics.drain_timeouts.inc();
                     tracing::warn!(
                         abandoned,
@@ -221,7 +233,7 @@ impl ConsumerContext for SourceContext {
                 }
                 // Hand over exactly: commit what is stored before the partitions
                 // go (auto-commit would do it on unassign too, asynchronously).
-                if !consumer.assignment_lost()
+                if !lost
                     && let Err(err) = consumer.commit_consumer_state(CommitMode::Sync)
                     && err.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset)
                 {
@@ -253,12 +265,12 @@ impl ConsumerContext for SourceContext {
 }
 
 impl SourceContext {
-    /// Waits (bounded) until no message of `tps` is in flight, then forgets the
-    /// partitions; returns how many were abandoned.
-    fn drain(&self, tps: &[TopicPartition]) -> usize {
+    /// Waits (bounded; only when `wait`) until no message of `tps` is in flight,
+    /// then forgets the partitions; returns how many were abandoned.
+    fn drain(&self, tps: &[TopicPartition], wait: bool) -> usize {
         let deadline = Instant::now() + self.shared.drain_timeout;
         let mut tracker = self.shared.tracker();
-        if !self.shared.closing.load(Ordering::SeqCst) {
+        if wait && !self.shared.closing.load(Ordering::SeqCst) {
             while tracker.in_flight(Some(tps)) > 0 {
                 let now = Instant::now();
                 if now >= deadline {
@@ -273,6 +285,26 @@ impl SourceContext {
             }
         }
         tps.iter().map(|tp| tracker.revoke(tp)).sum()
+    }
+}
+
+impl SourceContext {
+    /// Un-stores the offsets of `tps` so that librdkafka's unassign does not
+    /// commit them. It commits stored offsets of removed partitions when auto-commit
+    /// is on, and `unassign()` clears its own "lost" flag first; a coordinator that
+    /// has forgotten the group (tansu after a restart on memory storage) then
+    /// accepts positions of a log that no longer exists, and the next owner would
+    /// start beyond its end.
+    fn forget_stored_offsets(&self, consumer: &BaseConsumer<Self>, tps: &[TopicPartition]) {
+        let mut tpl = TopicPartitionList::with_capacity(tps.len());
+        for tp in tps {
+            if let Err(err) = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Invalid) {
+                tracing::warn!(error = %err, partition = tp.partition, "cannot clear a stored offset");
+            }
+        }
+        if let Err(err) = consumer.store_offsets(&tpl) {
+            tracing::warn!(error = %err, "clearing the stored offsets of a lost assignment failed; librdkafka may commit them on unassign");
+        }
     }
 }
 
@@ -441,7 +473,11 @@ pub(crate) async fn consume(
         tokio::select! {
             biased;
             _ = stop.changed() => break,
-            sent = tx.send(record) => if sent.is_err() { break },
+            sent = tx.send(record) => if sent.is_err() {
+                tracing::debug!("consumer: the batch task is gone");
+                break;
+            },
         }
     }
+    tracing::debug!(stopping = *stop.borrow(), "consumer loop ended");
 }

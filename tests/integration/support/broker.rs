@@ -1,5 +1,5 @@
-//! A real Kafka-protocol broker for the tests: `tansu` 0.6.0 on a free
-//! 127.0.0.1 port with `memory://` storage, started and stopped by the test.
+//! A real Kafka-protocol broker for the tests: `tansu` 0.6.0 on 127.0.0.1 with
+//! `memory://` storage, started and stopped by the test.
 //!
 //! The binary is `$TANSU_BIN`, else `tansu` on `PATH`, else `~/.cargo/bin/tansu`.
 //! When it is missing the test FAILS saying how to install it (scripts/test.sh
@@ -9,12 +9,22 @@
 //! through rdkafka's admin client. Its memory storage forgets everything on a
 //! restart (topics, offsets, groups), and its reported high watermark is not
 //! reliable there, so tests never assert lag against it.
+//!
+//! Clients reach tansu through a forwarding port of the test's own (the port in
+//! [`Broker::bootstrap`], which tansu advertises), so [`Broker::outage`] can take
+//! the broker away from every client and bring it back with its state, as a
+//! broker restart looks to them.
 
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -29,30 +39,41 @@ const INSTALL_HINT: &str = "install it with `cargo install tansu --version 0.6.0
 /// A running tansu broker; stopped on drop.
 pub struct Broker {
     binary: PathBuf,
+    /// The port clients use (the forwarder's), advertised by tansu.
     port: u16,
+    /// tansu's own port.
+    internal_port: u16,
     child: Option<Child>,
     log_dir: tempfile::TempDir,
     starts: u32,
+    forwarder: Forwarder,
 }
 
 impl Broker {
     /// Starts tansu on a free port and waits until it answers metadata requests
     /// (blocking; from a multi-threaded tokio test).
     pub fn start() -> Broker {
-        tokio::task::block_in_place(Self::start_blocking)
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| Self::start_blocking(&handle))
     }
 
-    fn start_blocking() -> Broker {
+    fn start_blocking(handle: &tokio::runtime::Handle) -> Broker {
         let binary = tansu_binary();
-        let port = free_port();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("bound address").port();
+        let internal_port = free_port();
         let log_dir = tempfile::tempdir().expect("temp dir for the broker log");
+        let forwarder = Forwarder::start(handle, listener, internal_port);
         let mut broker = Broker {
             binary,
             port,
+            internal_port,
             child: None,
             log_dir,
             starts: 0,
+            forwarder,
         };
+        broker.forwarder.open();
         broker.spawn();
         broker
     }
@@ -62,13 +83,21 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Stops the broker (SIGKILL) and starts it again on the same port. Memory
-    /// storage: topics and committed offsets are gone afterwards.
-    pub fn restart(&mut self) {
-        tokio::task::block_in_place(|| {
-            self.kill();
-            self.spawn();
-        });
+    /// Makes the broker unreachable for `duration`, as a restart looks to its
+    /// clients: every connection is cut and new ones are refused; then it is back
+    /// with its state (topics, logs, committed offsets, groups, producer ids), as a
+    /// Kafka broker comes back from a restart. Longer than `session.timeout.ms`,
+    /// the group coordinator has dropped the members by then.
+    ///
+    /// (Not a restart of the tansu process: on memory storage that loses every
+    /// topic, and tansu then answers a fetch naming the old topic id with leader
+    /// information and a zero topic id, which crashes librdkafka 2.12.1 —
+    /// `rd_kafka_metadata_update_op` looks the topic up by a NULL name. See
+    /// docs/kafka.md, "What tansu cannot do".)
+    pub async fn outage(&self, duration: Duration) {
+        self.forwarder.close();
+        tokio::time::sleep(duration).await;
+        self.forwarder.open();
     }
 
     /// Creates `topic` with `partitions` partitions and waits until the broker's
@@ -116,7 +145,7 @@ impl Broker {
         for start in 1..=self.starts {
             let text = std::fs::read_to_string(self.log_path(start)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            let from = lines.len().saturating_sub(40);
+            let from = lines.len().saturating_sub(60);
             out.push_str(&format!(
                 "--- tansu run {start} ---\n{}\n",
                 lines[from..].join("\n")
@@ -133,18 +162,24 @@ impl Broker {
         self.starts += 1;
         let log = File::create(self.log_path(self.starts)).expect("broker log file");
         let err_log = log.try_clone().expect("broker log file");
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let listen = format!("tcp://127.0.0.1:{}", self.internal_port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(&self.binary)
             .args([
                 "broker",
                 "--listener-url",
-                &url,
+                &listen,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ])
-            .env("RUST_LOG", "warn")
+            // FUNDWATCH_TEST_TANSU_LOG=debug shows the broker's side (the log is in
+            // the failure message's tail).
+            .env(
+                "RUST_LOG",
+                std::env::var("FUNDWATCH_TEST_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err_log))
@@ -158,7 +193,7 @@ impl Broker {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         // The port first, then a metadata round trip.
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", self.internal_port)).is_err() {
             if let Some(status) = self
                 .child
                 .as_mut()
@@ -166,14 +201,14 @@ impl Broker {
             {
                 panic!(
                     "tansu exited at start ({status}) on port {}:\n{}",
-                    self.port,
+                    self.internal_port,
                     self.log_tail()
                 );
             }
             assert!(
                 Instant::now() < deadline,
                 "tansu did not listen on port {} within 30 s:\n{}",
-                self.port,
+                self.internal_port,
                 self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -204,7 +239,71 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        self.forwarder.stop();
         self.kill();
+    }
+}
+
+/// The clients' port: forwards each connection to tansu while open; while
+/// closed, cuts every forwarded connection and turns new ones away (a broker that
+/// is down, as clients see it).
+struct Forwarder {
+    open: Arc<AtomicBool>,
+    /// Bumped on every close: forwarded connections end when it changes.
+    epoch: watch::Sender<u64>,
+    task: JoinHandle<()>,
+}
+
+impl Forwarder {
+    fn start(handle: &tokio::runtime::Handle, listener: TcpListener, upstream_port: u16) -> Self {
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let open = Arc::new(AtomicBool::new(false));
+        let (epoch, _) = watch::channel(0u64);
+        let accepting = Arc::clone(&open);
+        let epochs = epoch.clone();
+        let task = handle.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("forwarder listener");
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !accepting.load(Ordering::SeqCst) {
+                    drop(client); // broker down
+                    continue;
+                }
+                let mut closed = epochs.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut upstream) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
+                    else {
+                        return;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = upstream.set_nodelay(true);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                        _ = closed.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { open, epoch, task }
+    }
+
+    fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    fn close(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        self.epoch.send_modify(|e| *e += 1);
+    }
+
+    fn stop(&self) {
+        self.close();
+        self.task.abort();
     }
 }
 

@@ -48,8 +48,10 @@ pub async fn national_engine() -> Engine {
 /// One input message built from a rule-pack case.
 #[derive(Debug, Clone)]
 pub struct TestEvent {
-    /// Message key: the patient's `patn_id`.
+    /// Message key: the (first) patient's `patn_id`.
     pub key: String,
+    /// The request's `task_id` (case id + tag + copy), echoed by its alerts.
+    pub task_id: String,
     /// The national envelope JSON.
     pub json: Vec<u8>,
     /// The case's label: (rule_id, sorted violating rx_ids) of each expected alert.
@@ -61,10 +63,23 @@ pub struct TestEvent {
 /// `rule_ids` name the case's rule — so each event's alerts are exactly the
 /// case's expectations, as `fundwatch rules test` checks.
 pub fn labelled_events(engine: &Engine, copies: usize, tag: &str) -> Vec<TestEvent> {
+    labelled_events_of(engine, copies, tag, |_| true)
+}
+
+/// [`labelled_events`] of the rules `keep` accepts.
+pub fn labelled_events_of(
+    engine: &Engine,
+    copies: usize,
+    tag: &str,
+    keep: impl Fn(&fundwatch_rules::Rule) -> bool,
+) -> Vec<TestEvent> {
     let mut out = Vec::new();
     for copy in 0..copies {
         for compiled in engine.program().rules() {
             let rule = &compiled.rule;
+            if !keep(rule) {
+                continue;
+            }
             for (i, case) in rule.cases.iter().enumerate() {
                 let case_id = format!("{}-{}", rule.rule_id, i + 1);
                 let default_scen = rule.trig_scen.first().copied().unwrap_or(1);
@@ -72,8 +87,10 @@ pub fn labelled_events(engine: &Engine, copies: usize, tag: &str) -> Vec<TestEve
                     .to_event(&case_id, default_scen)
                     .unwrap_or_else(|err| panic!("case {case_id}: {err}"));
                 let suffix = format!("{tag}-{copy}");
+                add_person_statuses(engine, case, &case_id, &suffix);
                 data["rule_ids"] = json!([rule.rule_id]);
-                data["task_id"] = json!(format!("{case_id}-{suffix}"));
+                let task_id = format!("{case_id}-{suffix}");
+                data["task_id"] = json!(task_id);
                 let mut key = String::new();
                 if let Some(patients) = data["patient_dtos"].as_array_mut() {
                     for patient in patients {
@@ -102,6 +119,7 @@ pub fn labelled_events(engine: &Engine, copies: usize, tag: &str) -> Vec<TestEve
                     .collect();
                 out.push(TestEvent {
                     key,
+                    task_id,
                     json: serde_json::to_vec(&envelope).expect("JSON"),
                     labels,
                 });
@@ -109,6 +127,44 @@ pub fn labelled_events(engine: &Engine, copies: usize, tag: &str) -> Vec<TestEve
         }
     }
     out
+}
+
+/// The case's person-status rows (registered deaths) in the engine's table, for
+/// its patients renamed with `suffix` — as `fundwatch rules test` does for the
+/// original ids. Engine clones share the table.
+fn add_person_statuses(engine: &Engine, case: &fundwatch_rules::Case, case_id: &str, suffix: &str) {
+    use fundwatch_engine::history::{PersonStatus, parse_die_date};
+    if case.person_status.is_empty() {
+        return;
+    }
+    let rows: Vec<(String, PersonStatus)> = case
+        .person_status
+        .iter()
+        .map(|row| {
+            let patn_id = row
+                .patn_id
+                .clone()
+                .unwrap_or_else(|| fundwatch_rules::Case::patient_id(case_id));
+            let die_date = parse_die_date(&row.die_date)
+                .unwrap_or_else(|| panic!("case {case_id}: die_date {:?}", row.die_date));
+            (
+                format!("{patn_id}-{suffix}"),
+                PersonStatus {
+                    die_date,
+                    source: row.source.clone(),
+                },
+            )
+        })
+        .collect();
+    engine
+        .history()
+        .lock()
+        .expect("history lock")
+        .update_person_statuses(|statuses| {
+            for (patn_id, status) in rows {
+                statuses.insert(&patn_id, status);
+            }
+        });
 }
 
 /// What `Engine::evaluate` gives for `events` (in batches of 256), as JSON
@@ -141,7 +197,8 @@ pub fn strip_emitted_at(value: &mut Value) {
     }
 }
 
-/// (rule_id, patn_id, sorted violating rx_ids) of an alert: what a case label names.
+/// (rule_id, task_id, sorted violating rx_ids) of an alert: what a case label
+/// names (a request with several patients is one case).
 pub fn label_of(alert: &Value) -> (String, String, Vec<String>) {
     let mut ids: Vec<String> = alert["judge_result_detail_dtos"]
         .as_array()
@@ -156,7 +213,7 @@ pub fn label_of(alert: &Value) -> (String, String, Vec<String>) {
     ids.sort();
     (
         alert["rule_id"].as_str().unwrap_or_default().to_string(),
-        alert["patn_id"].as_str().unwrap_or_default().to_string(),
+        alert["task_id"].as_str().unwrap_or_default().to_string(),
         ids,
     )
 }
@@ -168,7 +225,7 @@ pub fn labels_of(events: &[TestEvent]) -> BTreeSet<(String, String, Vec<String>)
         .flat_map(|e| {
             e.labels
                 .iter()
-                .map(|(rule, ids)| (rule.clone(), e.key.clone(), ids.clone()))
+                .map(|(rule, ids)| (rule.clone(), e.task_id.clone(), ids.clone()))
         })
         .collect()
 }
@@ -214,9 +271,16 @@ pub fn pipeline_config(bootstrap: &str, topics: &Topics, group: &str) -> KafkaCo
             .consumer
             .insert(key.into(), Setting::Text(value.into()));
     }
+    // A producer without acknowledgements this long is replaced (a broker that
+    // lost its producer id leaves librdkafka retrying forever).
+    config
+        .producer
+        .insert("message.timeout.ms".into(), Setting::Text("10000".into()));
     // librdkafka's own debug contexts, e.g. FUNDWATCH_TEST_RDKAFKA_DEBUG=cgrp,fetch.
     if let Ok(debug) = std::env::var("FUNDWATCH_TEST_RDKAFKA_DEBUG") {
-        config.consumer.insert("debug".into(), Setting::Text(debug.clone()));
+        config
+            .consumer
+            .insert("debug".into(), Setting::Text(debug.clone()));
         config.producer.insert("debug".into(), Setting::Text(debug));
     }
     config
@@ -246,10 +310,19 @@ pub fn config_toml(config: &KafkaConfig) -> String {
 }
 
 /// A plain producer for test input.
+///
+/// One message per record batch (`batch.num.messages=1`): tansu 0.6.0 answers a
+/// fetch at an offset inside a multi-record batch with the batches that *start*
+/// at or after it, so a consumer resuming from a committed offset in the middle
+/// of a batch would silently skip the rest of that batch (Kafka returns the whole
+/// batch and the client skips the records before the offset). With one record
+/// per batch every committed offset is a batch start; see docs/kafka.md, "What
+/// tansu cannot do".
 pub fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "1")
+        .set("batch.num.messages", "1")
         .set("message.timeout.ms", "30000")
         .create()
         .expect("test producer")
