@@ -15,7 +15,8 @@
 //!    from the alerts topic; only events with alerts are measured.
 //!
 //! ```sh
-//! cargo run --release -p fundwatch-benches --bin kafka_bench -- --events 60000
+//! cargo build --release --workspace -j2 --bins   # the workspace, not -p: one feature set
+//! target/release/kafka_bench --events 50000
 //! ```
 
 use std::collections::HashMap;
@@ -95,7 +96,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             b
         }
     };
-    eprintln!("broker: {brokers}");
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    println!("machine: {cores} cores, {cpu}; broker {brokers}");
 
     let pack = fundwatch_benches::national_pack();
     let kb = fundwatch_benches::national_kb();
@@ -357,12 +368,21 @@ async fn latency(
         args.duration
     );
     let start = Instant::now();
+    let start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let mut due_times = Vec::with_capacity(total);
     for (i, (key, json)) in events.iter().enumerate() {
-        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        let offset = Duration::from_secs_f64(i as f64 / rate);
+        let due = start + offset;
         tokio::time::sleep_until(due.into()).await;
         due_times.push(due);
-        let record = FutureRecord::to(&config.input_topic).key(key).payload(json);
+        // The message's timestamp is when it was due: the pipeline's own
+        // event→alert histogram measures from it too.
+        let record = FutureRecord::to(&config.input_topic)
+            .key(key)
+            .payload(json)
+            .timestamp(start_ms + offset.as_millis() as i64);
         let mut record = record;
         loop {
             match producer.send_result(record) {
