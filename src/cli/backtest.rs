@@ -544,9 +544,9 @@ async fn backtest(args: &BacktestArgs, input_path: &Path) -> anyhow::Result<Exit
                 }
             }
         }
-        progress.show(report.events, input.progress(), false);
+        progress.show(report.events, capped(input.progress(), args.limit), false);
     }
-    progress.show(report.events, input.progress(), true);
+    progress.show(report.events, capped(input.progress(), args.limit), true);
     report.seconds = started.elapsed().as_secs_f64();
     report.events_per_second = report.events as f64 / report.seconds.max(1e-9);
     report.distinct_money_a = round2(money_a.total);
@@ -567,6 +567,17 @@ async fn backtest(args: &BacktestArgs, input_path: &Path) -> anyhow::Result<Exit
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// With `--limit`, progress in events runs to the limit, not to the file's end.
+fn capped(
+    (done, total, unit): (u64, u64, &'static str),
+    limit: Option<u64>,
+) -> (u64, u64, &'static str) {
+    match limit {
+        Some(limit) if unit == "events" => (done.min(limit), total.min(limit), unit),
+        _ => (done, total, unit),
+    }
 }
 
 fn round2(x: f64) -> f64 {
