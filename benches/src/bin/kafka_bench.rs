@@ -30,7 +30,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use fundwatch_connectors::kafka::{self, KafkaConfig, KafkaMetrics, Processor, Setting};
 use fundwatch_connectors::synthetic::{Generator, GeneratorConfig};
-use fundwatch_engine::{Clock, Engine, Program, ProgramOptions};
+use fundwatch_engine::{Clock, Engine, Program, ProgramOptions, Stage};
 use hdrhistogram::Histogram;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -280,6 +280,12 @@ async fn throughput(
     let batches = metrics.batch_events.get_sample_count().max(1) as f64;
     let rate = n as f64 / elapsed.as_secs_f64();
     eprintln!("{name}: {n} events in {elapsed:.2?} = {rate:.0} events/s");
+    if name == "engine" {
+        println!(
+            "engine stages, mean ms per batch: {}",
+            stage_means(&metrics)
+        );
+    }
     Ok(Throughput {
         rate,
         alerts: report.alerts,
@@ -288,6 +294,20 @@ async fn throughput(
         eval_ms: metrics.evaluate_seconds.get_sample_sum() * 1000.0
             / metrics.evaluate_seconds.get_sample_count().max(1) as f64,
     })
+}
+
+/// Mean milliseconds per batch of each pipeline stage (decode, batch build,
+/// evaluate, alert build, history, sink hand-off).
+fn stage_means(metrics: &KafkaMetrics) -> String {
+    Stage::ALL
+        .iter()
+        .map(|stage| {
+            let h = metrics.source.stage(*stage);
+            let mean = h.get_sample_sum() * 1000.0 / h.get_sample_count().max(1) as f64;
+            format!("{} {mean:.2}", stage.as_str())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn latency(

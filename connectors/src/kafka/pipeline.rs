@@ -293,14 +293,23 @@ pub fn start(
         // Until asked to stop, or until a task ends by itself (a failure).
         let mut batch_task = batch_task;
         let mut ack_task = ack_task;
-        // Biased: once a stop is requested the tasks end by themselves, which is
-        // not a failure.
+        let (mut batch_done, mut ack_done) = (false, false);
         let early = tokio::select! {
             biased;
             _ = stopped.wait_for(|stop| *stop) => None,
-            result = &mut batch_task => Some(("batch", result)),
-            result = &mut ack_task => Some(("ack", result)),
+            result = &mut batch_task => {
+                batch_done = true;
+                Some(("batch", result))
+            }
+            result = &mut ack_task => {
+                ack_done = true;
+                Some(("ack", result))
+            }
         };
+        // Once a stop is requested the tasks end by themselves: not a failure.
+        // (The stop may land between the checks of one poll of the select on a
+        // multi-threaded runtime, so the flag is read again.)
+        let early = early.filter(|(_, result)| !(result.is_ok() && *stopped.borrow()));
         if let Some((task, result)) = early {
             let message = match result {
                 Ok(()) => "ended unexpectedly".to_string(),
@@ -317,8 +326,12 @@ pub fn start(
         // Stopping: the consumer thread has seen the flag; what was read drains
         // through the batch and ack tasks, bounded.
         let drained = tokio::time::timeout(drain_timeout, async {
-            let _ = (&mut batch_task).await;
-            let _ = (&mut ack_task).await;
+            if !batch_done {
+                let _ = (&mut batch_task).await;
+            }
+            if !ack_done {
+                let _ = (&mut ack_task).await;
+            }
         })
         .await;
         if drained.is_err() {
