@@ -9,7 +9,7 @@
 //!   retention anchor, counts, interned strings), person chunks, trace-code chunks and an
 //!   end frame repeating the counts (a truncated file is rejected, never half-loaded).
 //!   postcard (serde, varint integers) was chosen over JSON because the JSON snapshot of
-//!   the same history was 3.3× larger and 8–9× slower to write and to parse
+//!   the same history was 3.3× larger, 2× slower to write and 6× slower to parse
 //!   (benches/RESULTS.md § History); its wire format is specified and stable across
 //!   1.x. Frames keep memory bounded: writing and restoring never hold the whole file.
 //! - `wal.ndjson` — one line per applied batch after the snapshot:
