@@ -48,6 +48,12 @@ pub(crate) struct Record {
     pub timestamp_ms: Option<i64>,
     /// When this consumer read it.
     pub received: Instant,
+    /// The value decoded by the consumer thread, and how long that took (`None`:
+    /// not decoded yet).
+    pub decoded: Option<(
+        Result<fundwatch_engine::Event, fundwatch_engine::DecodeError>,
+        Duration,
+    )>,
 }
 
 /// State shared by the consumer thread, its rebalance callback and the
@@ -421,6 +427,7 @@ pub(crate) async fn consume(
     shared: Arc<Shared>,
     tx: mpsc::Sender<Record>,
     mut stop: watch::Receiver<bool>,
+    decode: bool,
 ) {
     let mut last_error: Option<(String, Instant)> = None;
     loop {
@@ -439,12 +446,22 @@ pub(crate) async fn consume(
                 let ticket = shared.tracker().begin(tp, message.offset());
                 shared.metrics.messages_in.inc();
                 shared.metrics.in_flight.inc();
+                let received = Instant::now();
+                // Decoding here, while the batch task evaluates the previous
+                // batch, takes it off the evaluation's path.
+                let decoded = decode.then(|| {
+                    (
+                        super::pipeline::decode_payload(message.payload()),
+                        received.elapsed(),
+                    )
+                });
                 Record {
                     ticket,
                     key: message.key().map(<[u8]>::to_vec),
                     payload: message.payload().map(<[u8]>::to_vec),
                     timestamp_ms: message.timestamp().to_millis(),
-                    received: Instant::now(),
+                    received,
+                    decoded,
                 }
             }
             Err(err) => {
