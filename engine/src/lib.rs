@@ -24,9 +24,9 @@ pub mod observe;
 mod pack_test;
 
 pub use alert::{Alert, AlertDetail, AlertSummary};
-pub use engine::{Clock, Engine, selects};
 pub use deploy::{Deployment, VersionManager, service_day};
+pub use engine::{Clock, Engine, selects};
 pub use eval::{DormantRule, EvalError, Program, ProgramOptions};
-pub use observe::{Stage, StageObserver};
 pub use event::{DecodeError, Event, decode_event, decode_value};
+pub use observe::{Stage, StageObserver};
 pub use pack_test::{CaseResult, RuleResult, run_pack_cases};

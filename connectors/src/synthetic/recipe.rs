@@ -455,9 +455,10 @@ impl Recipes {
                 vec![generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true)]
             }
             Class::DeathService => {
-                // Registered dead 1–30 days before the admission: every line checked
-                // now is after the death (the filler below writes them).
-                let days = generator.rng().random_range(1..=30);
+                // Registered dead 3–30 days before the admission: every line checked
+                // now is after the death (the filler below writes them), also past a
+                // 统筹区's `death_grace_days` (430796, the demo's area, allows 1 day).
+                let days = generator.rng().random_range(3..=30);
                 draft.death = Some(draft.current.adm.date() - Duration::days(days));
                 Vec::new()
             }
