@@ -16,7 +16,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use fundwatch_benches::{events, national_kb, national_pack};
 use fundwatch_engine::batch::{EventBatch, TABLES};
-use fundwatch_engine::eval::kb_functions;
+use fundwatch_engine::eval::{VIEWS, kb_functions};
 use fundwatch_engine::{Event, Program, ProgramOptions};
 use fundwatch_kb::KnowledgeBase;
 use fundwatch_rules::{Rule, RulePack};
@@ -95,6 +95,9 @@ impl Setup {
             }
             for udf in kb_functions(&self.kb, &params) {
                 ctx.register_udf(udf);
+            }
+            for view in VIEWS {
+                ctx.sql(view).await.expect("view");
             }
             let mut rows = 0;
             for rule in rules {

@@ -12,5 +12,5 @@ mod program;
 mod slot;
 
 pub use functions::kb_functions;
-pub use program::{DormantRule, EvalError, Finding, OutputColumns, Program, ProgramOptions};
+pub use program::{DormantRule, EvalError, Finding, OutputColumns, Program, ProgramOptions, VIEWS};
 pub use slot::{CurrentBatch, SlotExec, SlotTable};

@@ -46,7 +46,7 @@ pub enum EvalError {
 
 /// Views over the event and history tables (docs/tables.md): the request's lines
 /// and encounters together with the stored ones of the same person.
-const VIEWS: [&str; 2] = [
+pub const VIEWS: [&str; 2] = [
     "CREATE VIEW patient_orders AS \
        SELECT event_idx, patn_id, mdtrt_id, rx_id, hilist_code, hilist_name, medins_id, \
               begn_time, service_date, cnt, sumamt, prd_days, line_id, curr, false AS from_store, \
