@@ -171,7 +171,7 @@ impl Default for BatchConfig {
 }
 
 /// `[engine]`: what to evaluate with.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
     /// KB version directory (default: the shipped national KB).

@@ -258,24 +258,9 @@ impl From<&str> for Setting {
     }
 }
 
-/// `[engine]` of a `fundwatch stream` config file: what to evaluate with.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct EngineSection {
-    /// KB version directory (default: the shipped national KB).
-    pub kb: Option<PathBuf>,
-    /// Rule pack directory (default: `rule-base/packs/national`).
-    pub rules: Option<PathBuf>,
-    /// Person-status CSV (registered deaths) the rules see as `person_status`
-    /// (docs/history.md § 8).
-    pub person_status: Option<PathBuf>,
-    /// Version registry (docs/registry.md), used when neither `kb` nor `rules`
-    /// is set: its active versions are evaluated and activations made with
-    /// `fundwatch rules|kb activate` are followed without a restart.
-    pub registry: Option<PathBuf>,
-    /// How often the registry is checked, in milliseconds (default 2000).
-    pub registry_poll_ms: Option<u64>,
-}
+/// `[engine]` of a `fundwatch stream` config file: the same table `fundwatch serve`
+/// reads, so one TOML serves both commands.
+pub type EngineSection = crate::http::config::EngineConfig;
 
 /// A `fundwatch stream` config file: `[kafka]` and `[engine]`. Other top-level
 /// tables (`[http]`, `[store]`, `[auth]` of `fundwatch serve`) are ignored, so one
