@@ -3,6 +3,11 @@
 
 pub mod history_fixture;
 
+/// The product's allocator (see `src/main.rs`): every bench binary links this crate,
+/// so criterion benches, `loadgen` and `kafka_bench` measure with it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::sync::Arc;
 
