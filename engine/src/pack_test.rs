@@ -2,13 +2,14 @@
 //! (case → national JSON → decoder → batch → compiled plan → alert).
 
 use std::collections::BTreeMap;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use serde::Serialize;
 
 use crate::alert::Alert;
+use crate::batch::EventBatch;
 use crate::engine::Engine;
-use crate::event::decode_value;
+use crate::event::{Event, decode_value};
 use crate::history::{PersonStatus, parse_die_date};
 
 /// Outcome of one case.
@@ -58,7 +59,7 @@ impl RuleResult {
 pub async fn run_pack_cases(engine: &Engine) -> Vec<RuleResult> {
     let program = engine.program();
     let mut results = Vec::new();
-    for compiled in program.rules() {
+    for (rule_idx, compiled) in program.rules().iter().enumerate() {
         let rule = &compiled.rule;
         let mut cases = Vec::new();
         for (i, case) in rule.cases.iter().enumerate() {
@@ -72,9 +73,12 @@ pub async fn run_pack_cases(engine: &Engine) -> Vec<RuleResult> {
                     Ok(mut event) => {
                         // A case tests its own rule: ask for it explicitly.
                         event.rule_ids = vec![rule.rule_id.clone()];
-                        match engine.evaluate(&[&event]).await {
-                            Err(err) => Err(err.to_string()),
-                            Ok(mut alerts) => Ok(alerts.pop().unwrap_or_default()),
+                        match gate_hides_nothing(engine, &event, rule_idx).await {
+                            Err(message) => Err(message),
+                            Ok(()) => match engine.evaluate(&[&event]).await {
+                                Err(err) => Err(err.to_string()),
+                                Ok(mut alerts) => Ok(alerts.pop().unwrap_or_default()),
+                            },
                         }
                     }
                 },
@@ -97,6 +101,40 @@ pub async fn run_pack_cases(engine: &Engine) -> Vec<RuleResult> {
         });
     }
     results
+}
+
+/// A rule's gate must never hide a finding: when it closes for the case's event,
+/// the rule's plan runs anyway and must find nothing.
+async fn gate_hides_nothing(engine: &Engine, event: &Event, rule_idx: usize) -> Result<(), String> {
+    let program = engine.program();
+    let batch = {
+        let history = engine
+            .history()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::new(EventBatch::build_with_history(
+            &[event],
+            &program.pack().manifest.dictionaries,
+            Some(history.store()),
+        ))
+    };
+    if !program.gated_out(&batch).contains(&rule_idx) {
+        return Ok(());
+    }
+    let mut wanted = vec![false; program.rules().len()];
+    wanted[rule_idx] = true;
+    let findings = program
+        .evaluate_ungated(batch, Some(&wanted))
+        .await
+        .map_err(|err| err.to_string())?;
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the rule's gate skips this case, but without the gate the rule finds {} line(s): the gate (codes_in/rows_in) is wrong",
+            findings.len()
+        ))
+    }
 }
 
 /// Adds the case's person-status rows to the engine's table (they stay: every case

@@ -49,6 +49,10 @@ pub struct KnowledgeBase {
     class_names: Vec<String>,
     class_ids: HashMap<String, ClassId>,
     classes: Vec<ClassIndex>,
+    /// Code → the classes listing it exactly or as a pair code (any date).
+    code_classes: HashMap<String, Vec<ClassId>>,
+    /// 12-character drug prefix → the classes listing a code with it.
+    prefix_classes: HashMap<String, Vec<ClassId>>,
 }
 
 impl fmt::Debug for KnowledgeBase {
@@ -182,6 +186,20 @@ impl KnowledgeBase {
                 .flat_map(|m| m.values_mut())
                 .for_each(order);
         }
+        let mut code_classes: HashMap<String, Vec<ClassId>> = HashMap::new();
+        let mut prefix_classes: HashMap<String, Vec<ClassId>> = HashMap::new();
+        for (i, ci) in classes.iter().enumerate() {
+            let id = ClassId(i as u16);
+            for code in ci.exact.keys().chain(ci.pair_codes.iter()) {
+                let ids = code_classes.entry(code.clone()).or_default();
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            for prefix in ci.prefix.keys() {
+                prefix_classes.entry(prefix.clone()).or_default().push(id);
+            }
+        }
         let icd10_names = icd10
             .iter()
             .enumerate()
@@ -197,6 +215,8 @@ impl KnowledgeBase {
             class_names,
             class_ids,
             classes,
+            code_classes,
+            prefix_classes,
         })
     }
 
@@ -298,6 +318,29 @@ impl KnowledgeBase {
                 .unwrap_or(&[])
         };
         rows.iter().copied().filter(move |&r| self.in_force(r, day))
+    }
+
+    /// The classes that list `code` on some date — exactly, by its 12-character
+    /// drug prefix, or as a 重复收费 pair code: a superset of the classes in which
+    /// [`KnowledgeBase::lookup`], [`KnowledgeBase::lookup_pair`] or
+    /// [`KnowledgeBase::in_any_pair`] can find it on any day. The engine uses it to
+    /// skip rules whose classes no line of a batch names. A class may come twice.
+    pub fn classes_listing<'a>(&'a self, code: &str) -> impl Iterator<Item = ClassId> + 'a {
+        let code = clean(code);
+        let exact = self.code_classes.get(code).map(Vec::as_slice);
+        let prefix = drug_prefix(code)
+            .and_then(|p| self.prefix_classes.get(p))
+            .map(Vec::as_slice);
+        exact
+            .unwrap_or(&[])
+            .iter()
+            .chain(prefix.unwrap_or(&[]))
+            .copied()
+    }
+
+    /// The number of rule classes (class ids are `0..class_count()`).
+    pub fn class_count(&self) -> usize {
+        self.class_names.len()
     }
 
     /// The pair point of `class` (重复收费) with `main` among its codes and `sub`

@@ -21,4 +21,4 @@ pub use dictionary::{Dictionaries, Dictionary, Parameters};
 pub use error::RulesError;
 pub use pack::{PackManifest, RulePack};
 pub use registry::{Registry, RegistryError};
-pub use rule::{Rule, TrigScen};
+pub use rule::{Gate, Rule, TrigScen};

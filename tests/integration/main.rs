@@ -29,4 +29,5 @@ mod ops_prometheus;
 mod registry_batch8_live;
 mod registry_shadow;
 mod registry_swap_under_load;
+mod rule_gates;
 mod rule_pack_cases;

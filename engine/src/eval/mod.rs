@@ -8,6 +8,7 @@
 //! the measured difference against `ctx.sql` per batch.
 
 mod functions;
+mod gate;
 mod program;
 mod slot;
 

@@ -15,6 +15,7 @@ use fundwatch_kb::KnowledgeBase;
 use fundwatch_rules::{Rule, RulePack};
 
 use super::functions::kb_functions;
+use super::gate::{CompiledGate, open_gates};
 use super::slot::{CurrentBatch, SlotTable};
 use crate::batch::{EventBatch, TABLES};
 
@@ -173,6 +174,7 @@ pub struct CompiledRule {
     pub rule: Rule,
     plan: Arc<dyn ExecutionPlan>,
     columns: OutputColumns,
+    gate: CompiledGate,
 }
 
 /// A rule left out of a program because the KB version holds no knowledge of a
@@ -258,9 +260,11 @@ impl Program {
         let mut rules = Vec::new();
         let mut dormant = Vec::new();
         for rule in pack.rules.iter().filter(|r| r.enabled) {
-            let missing: Vec<String> = kb_classes(&rule.sql)
-                .into_iter()
+            let sql_classes = kb_classes(&rule.sql);
+            let missing: Vec<String> = sql_classes
+                .iter()
                 .filter(|class| kb.class_id(class).is_none())
+                .cloned()
                 .collect();
             if !missing.is_empty() {
                 // A class the pack declares required must be there: that is a
@@ -283,6 +287,10 @@ impl Program {
                 });
                 continue;
             }
+            // Every class of codes_in is one the SQL reads, so all are in this KB.
+            let gate = CompiledGate::compile(&rule.gate, &sql_classes, &kb)
+                .map_err(|message| compile_err(&rule.rule_id, message))?
+                .unwrap_or_default();
             let frame = ctx
                 .sql(&rule.sql)
                 .await
@@ -297,6 +305,7 @@ impl Program {
                 rule: rule.clone(),
                 plan,
                 columns,
+                gate,
             });
         }
         let runtime = ctx.runtime_env();
@@ -339,7 +348,8 @@ impl Program {
         &self.kb
     }
 
-    /// Executes the rules whose index is in `wanted` (all when `None`) over `batch`.
+    /// Executes the rules whose index is in `wanted` (all when `None`) and whose
+    /// gate is open for `batch` (see [`fundwatch_rules::Gate`]).
     ///
     /// Findings come rule by rule, each rule's rows in the plan's output order; the
     /// caller orders them for output.
@@ -348,6 +358,49 @@ impl Program {
         batch: Arc<EventBatch>,
         wanted: Option<&[bool]>,
     ) -> Result<Vec<Finding>, EvalError> {
+        let mut selected = self.selected(wanted);
+        let open = open_gates(
+            selected.iter().map(|&idx| &self.rules[idx].gate),
+            &batch,
+            &self.kb,
+        );
+        let mut open = open.into_iter();
+        selected.retain(|_| open.next().unwrap_or(true));
+        self.run(batch, selected).await
+    }
+
+    /// [`Program::evaluate`] without the gates: every wanted rule's plan runs. For
+    /// checking that gates hide no finding (`rules test`) and for benchmarks.
+    pub async fn evaluate_ungated(
+        &self,
+        batch: Arc<EventBatch>,
+        wanted: Option<&[bool]>,
+    ) -> Result<Vec<Finding>, EvalError> {
+        let selected = self.selected(wanted);
+        self.run(batch, selected).await
+    }
+
+    /// The rules a closed gate skips for `batch` (indexes into [`Program::rules`]).
+    pub fn gated_out(&self, batch: &EventBatch) -> Vec<usize> {
+        let open = open_gates(self.rules.iter().map(|r| &r.gate), batch, &self.kb);
+        (0..self.rules.len()).filter(|&idx| !open[idx]).collect()
+    }
+
+    fn selected(&self, wanted: Option<&[bool]>) -> Vec<usize> {
+        (0..self.rules.len())
+            .filter(|&idx| wanted.is_none_or(|w| w.get(idx).copied().unwrap_or(false)))
+            .collect()
+    }
+
+    /// Executes the rules at `selected` over `batch`.
+    async fn run(
+        &self,
+        batch: Arc<EventBatch>,
+        selected: Vec<usize>,
+    ) -> Result<Vec<Finding>, EvalError> {
+        if selected.is_empty() {
+            return Ok(Vec::new());
+        }
         let config = self
             .config
             .clone()
@@ -362,9 +415,6 @@ impl Program {
             HashMap::new(),
             Arc::clone(&self.runtime),
         ));
-        let selected: Vec<usize> = (0..self.rules.len())
-            .filter(|&idx| wanted.is_none_or(|w| w.get(idx).copied().unwrap_or(false)))
-            .collect();
         // A batch's fixed cost is one plan execution per rule (~0.1 ms each in release),
         // so a small batch — one inline request — is dominated by it. The rules are
         // independent: on a multi-threaded runtime they run as one task per core, each
