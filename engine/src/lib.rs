@@ -27,6 +27,8 @@ pub use alert::{Alert, AlertDetail, AlertSummary};
 pub use deploy::{Deployment, VersionManager, service_day};
 pub use engine::{Clock, Engine, selects};
 pub use eval::{DormantRule, EvalError, Program, ProgramOptions};
-pub use event::{DecodeError, Event, decode_event, decode_value};
+pub use event::{
+    DataPath, DecodeError, Event, decode_event, decode_reference, decode_request, decode_value,
+};
 pub use observe::{Stage, StageObserver};
 pub use pack_test::{CaseResult, RuleResult, run_pack_cases};

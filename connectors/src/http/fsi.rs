@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Local;
 use fundwatch_engine::event::Envelope;
-use fundwatch_engine::{Alert, Event, Stage, decode_value};
+use fundwatch_engine::{Alert, Event, Stage, decode_request};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
@@ -95,10 +95,16 @@ async fn inline_check(
         Err(err) => return err.with_stamp(&stamp).into_response(),
     };
     let source = &state.metrics.source;
-    let outcome = tokio::time::timeout_at(deadline.into(), rx).await;
+    // tokio's timeout polls the answer before the clock, so an answer that is
+    // ready only at the deadline (with budget_ms = 0: any answer) would count as
+    // in time; it is late.
+    let outcome = tokio::time::timeout_at(deadline.into(), rx)
+        .await
+        .ok()
+        .filter(|_| Instant::now() < deadline);
     source.events_out.inc();
     match outcome {
-        Ok(Ok(Outcome::Done {
+        Some(Ok(Outcome::Done {
             alerts,
             eval,
             batch,
@@ -117,19 +123,19 @@ async fn inline_check(
             }
             response
         }
-        Ok(Ok(Outcome::Failed(message))) => fail_open(
+        Some(Ok(Outcome::Failed(message))) => fail_open(
             state,
             stamp,
             "engine_error",
             format!("the engine failed on this request ({message})"),
         ),
-        Ok(Err(_)) => fail_open(
+        Some(Err(_)) => fail_open(
             state,
             stamp,
             "engine_stopped",
             "the evaluation was interrupted (service shutting down or engine fault)".to_string(),
         ),
-        Err(_) => fail_open(
+        None => fail_open(
             state,
             stamp,
             "budget",
@@ -151,9 +157,9 @@ fn admit(
     let institution = state.institution(headers)?;
     let source = &state.metrics.source;
     let started = Instant::now();
-    let decoded = json_body(body).and_then(|value| {
-        let event = decode_value(&value)?;
-        Ok((data_prefix(&value), event))
+    let decoded = request_bytes(body).and_then(|bytes| {
+        let (event, path) = decode_request(&bytes)?;
+        Ok((path.prefix(), event))
     });
     source
         .stage(Stage::Decode)
@@ -262,7 +268,8 @@ fn fail_open(state: &AppState, stamp: Stamp, reason: &'static str, detail: Strin
 }
 
 /// The body as JSON, or an error naming why it is not.
-fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+/// The body, refused when it could not be read or is empty.
+fn request_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     let bytes =
         body.map_err(|rejection| ApiError::new(rejection.status(), "$", rejection.body_text()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -271,6 +278,11 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
             "empty body: send the request as JSON (national envelope or the bare data object)",
         ));
     }
+    Ok(bytes)
+}
+
+fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = request_bytes(body)?;
     serde_json::from_slice(&bytes)
         .map_err(|err| ApiError::bad_request("$", format!("not valid JSON: {err}")))
 }

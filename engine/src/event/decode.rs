@@ -1,8 +1,9 @@
 //! Lenient JSON → [`Event`] decoding with field-path errors.
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
+use super::fast::{self, DataPath};
 use super::model::{Diagnosis, Encounter, Envelope, Event, Operation, Order, Patient};
 
 /// A request that cannot be read: the field path, the offending value and why.
@@ -39,9 +40,37 @@ impl DecodeError {
 /// Decodes one request from bytes: the full envelope (`{infno, …, input:{data}}`),
 /// `{data:{…}}`, or the bare `data` object.
 pub fn decode_event(bytes: &[u8]) -> Result<Event, DecodeError> {
+    decode_request(bytes).map(|(event, _)| event)
+}
+
+/// [`decode_event`], also telling where the `data` object was (for paths of
+/// errors found later, e.g. `input.data.trig_scen`).
+///
+/// A well-formed request is read once, straight into typed structs (fast.rs);
+/// anything that path cannot take is read again through a `serde_json::Value`
+/// here, which names the field and the reason.
+pub fn decode_request(bytes: &[u8]) -> Result<(Event, DataPath), DecodeError> {
+    if let Some(decoded) = fast::decode(bytes) {
+        return Ok(decoded);
+    }
+    decode_reference(bytes)
+}
+
+/// The reference decoder on bytes (no fast path): the one that explains errors.
+pub fn decode_reference(bytes: &[u8]) -> Result<(Event, DataPath), DecodeError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|err| DecodeError::new("$", None, format!("not valid JSON: {err}")))?;
-    decode_value(&value)
+    let event = decode_value(&value)?;
+    Ok((event, data_path(&value)))
+}
+
+/// Where `data` sits in a request that decoded (same choice as [`decode_value`]).
+fn data_path(value: &Value) -> DataPath {
+    match value.as_object() {
+        Some(root) if root.contains_key("input") => DataPath::Envelope,
+        Some(root) if root.get("data").is_some_and(Value::is_object) => DataPath::Data,
+        _ => DataPath::Bare,
+    }
 }
 
 /// Decodes one request from parsed JSON (see [`decode_event`]).
@@ -308,16 +337,31 @@ impl<'a> Fields<'a> {
         DecodeError::new(join(self.path, field), value, reason)
     }
 
-    /// A string field; numbers and booleans are accepted and printed; null or
-    /// missing is empty. Trimmed.
-    fn string(&self, field: &str) -> Result<String, DecodeError> {
+    /// The field as a scalar; an array or object is an error saying `expected`.
+    fn scalar(&self, field: &str, expected: &'static str) -> Result<Scalar<'a>, DecodeError> {
         match self.obj.get(field) {
-            None | Some(Value::Null) => Ok(String::new()),
-            Some(Value::String(s)) => Ok(s.trim().to_string()),
-            Some(Value::Number(n)) => Ok(n.to_string()),
-            Some(Value::Bool(b)) => Ok(if *b { "1" } else { "0" }.to_string()),
-            Some(other) => Err(self.err(field, Some(other), "expected a string or number")),
+            None | Some(Value::Null) => Ok(Scalar::Absent),
+            Some(Value::String(s)) => Ok(Scalar::Str(s)),
+            Some(Value::Number(n)) => Ok(Scalar::Num(n)),
+            Some(Value::Bool(b)) => Ok(Scalar::Bool(*b)),
+            Some(other) => Err(self.err(field, Some(other), expected)),
         }
+    }
+
+    /// The field through `convert`, its refusal naming the field and value.
+    fn convert<T>(
+        &self,
+        field: &str,
+        expected: &'static str,
+        convert: impl FnOnce(Scalar<'a>) -> Result<T, &'static str>,
+    ) -> Result<T, DecodeError> {
+        convert(self.scalar(field, expected)?)
+            .map_err(|reason| self.err(field, self.obj.get(field), reason))
+    }
+
+    /// See [`Scalar::text`].
+    fn string(&self, field: &str) -> Result<String, DecodeError> {
+        Ok(self.scalar(field, EXPECTED_TEXT)?.text())
     }
 
     fn required_string(&self, field: &str) -> Result<String, DecodeError> {
@@ -328,52 +372,17 @@ impl<'a> Fields<'a> {
         Ok(value)
     }
 
-    /// A national code: trimmed and upper-cased, except the `x` of ICD-10 医保版
-    /// extensions (`I10.x00x002`), which the national lists spell in lower case.
+    /// See [`Scalar::code`].
     fn code(&self, field: &str) -> Result<String, DecodeError> {
-        let raw = self.string(field)?;
-        let icd = raw.contains('.');
-        Ok(raw
-            .chars()
-            .enumerate()
-            .map(|(i, c)| match c {
-                'x' | 'X' if icd && i > 0 => 'x',
-                _ => c.to_ascii_uppercase(),
-            })
-            .collect())
+        Ok(self.scalar(field, EXPECTED_TEXT)?.code())
     }
 
     fn number(&self, field: &str) -> Result<Option<f64>, DecodeError> {
-        match self.obj.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v @ Value::Number(n)) => n
-                .as_f64()
-                .filter(|x| x.is_finite())
-                .map(Some)
-                .ok_or_else(|| self.err(field, Some(v), "number out of range")),
-            Some(v @ Value::String(s)) => {
-                let s = s.trim().replace(',', "");
-                if s.is_empty() {
-                    return Ok(None);
-                }
-                s.parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite())
-                    .map(Some)
-                    .ok_or_else(|| self.err(field, Some(v), "is not a number"))
-            }
-            Some(other) => Err(self.err(field, Some(other), "expected a number")),
-        }
+        self.convert(field, "expected a number", Scalar::number)
     }
 
-    /// A 0/1 flag: `1`, `"1"`, `true`, `"Y"` are true; `0`, `""`, null are false.
     fn flag(&self, field: &str) -> Result<bool, DecodeError> {
-        let value = self.obj.get(field);
-        match self.string(field)?.as_str() {
-            "1" | "true" | "Y" | "y" | "是" => Ok(true),
-            "" | "0" | "false" | "N" | "n" | "否" | "2" => Ok(false),
-            _ => Err(self.err(field, value, "expected a flag 0 or 1")),
-        }
+        self.convert(field, EXPECTED_TEXT, Scalar::flag)
     }
 
     fn date(&self, field: &str) -> Result<Option<NaiveDate>, DecodeError> {
@@ -381,18 +390,7 @@ impl<'a> Fields<'a> {
     }
 
     fn datetime(&self, field: &str) -> Result<Option<NaiveDateTime>, DecodeError> {
-        let value = self.obj.get(field);
-        let text = self.string(field)?;
-        if text.is_empty() {
-            return Ok(None);
-        }
-        parse_datetime(&text).map(Some).ok_or_else(|| {
-            self.err(
-                field,
-                value,
-                "is not a date (expected yyyy-MM-dd, yyyy-MM-dd HH:mm:ss or yyyyMMddHHmmss)",
-            )
-        })
+        self.convert(field, EXPECTED_TEXT, Scalar::datetime)
     }
 
     fn array(&self, field: &str) -> Result<Option<&'a [Value]>, DecodeError> {
@@ -432,33 +430,145 @@ impl<'a> Fields<'a> {
             Some(Value::Number(n)) => vec![n.to_string()],
             _ => self.string_list(field)?,
         };
-        let mut scens = Vec::with_capacity(items.len());
-        for item in items {
-            match item.parse::<u8>() {
-                Ok(s @ 1..=10) => {
-                    if !scens.contains(&s) {
-                        scens.push(s)
-                    }
-                }
-                _ => {
-                    return Err(self.err(
-                        field,
-                        value,
-                        format!("\"{item}\" is not a trigger scenario 1–10"),
-                    ));
-                }
-            }
-        }
-        Ok(scens)
+        scenarios(items).map_err(|reason| self.err(field, value, reason))
     }
 }
 
-fn split_list(s: &str) -> Vec<String> {
+/// Trigger scenarios from their texts: each 1–10, duplicates dropped.
+pub(super) fn scenarios(items: Vec<String>) -> Result<Vec<u8>, String> {
+    let mut scens = Vec::with_capacity(items.len());
+    for item in items {
+        match item.parse::<u8>() {
+            Ok(s @ 1..=10) => {
+                if !scens.contains(&s) {
+                    scens.push(s)
+                }
+            }
+            _ => return Err(format!("\"{item}\" is not a trigger scenario 1–10")),
+        }
+    }
+    Ok(scens)
+}
+
+const EXPECTED_TEXT: &str = "expected a string or number";
+
+/// A JSON scalar as the field conversions see it: from a `serde_json::Value` here,
+/// or straight from the bytes on the fast path (fast.rs). Both decoders convert
+/// through these functions, so they cannot disagree on what a value means.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Scalar<'a> {
+    /// Missing or `null`.
+    Absent,
+    /// A string, as sent.
+    Str(&'a str),
+    /// A number.
+    Num(&'a Number),
+    /// `true` or `false`.
+    Bool(bool),
+}
+
+impl Scalar<'_> {
+    /// Text: strings trimmed, numbers printed, booleans as `1`/`0`, absent empty.
+    pub(super) fn text(self) -> String {
+        match self {
+            Scalar::Absent => String::new(),
+            Scalar::Str(s) => s.trim().to_string(),
+            Scalar::Num(n) => n.to_string(),
+            Scalar::Bool(b) => if b { "1" } else { "0" }.to_string(),
+        }
+    }
+
+    /// A national code: trimmed and upper-cased, except the `x` of ICD-10 医保版
+    /// extensions (`I10.x00x002`), which the national lists spell in lower case.
+    pub(super) fn code(self) -> String {
+        let raw = self.text();
+        let icd = raw.contains('.');
+        raw.chars()
+            .enumerate()
+            .map(|(i, c)| match c {
+                'x' | 'X' if icd && i > 0 => 'x',
+                _ => c.to_ascii_uppercase(),
+            })
+            .collect()
+    }
+
+    /// A number, or a string holding one (thousands separators dropped); absent or
+    /// empty is `None`.
+    pub(super) fn number(self) -> Result<Option<f64>, &'static str> {
+        match self {
+            Scalar::Absent => Ok(None),
+            Scalar::Num(n) => n
+                .as_f64()
+                .filter(|x| x.is_finite())
+                .map(Some)
+                .ok_or("number out of range"),
+            Scalar::Str(s) => {
+                let s = s.trim().replace(',', "");
+                if s.is_empty() {
+                    return Ok(None);
+                }
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .map(Some)
+                    .ok_or("is not a number")
+            }
+            Scalar::Bool(_) => Err("expected a number"),
+        }
+    }
+
+    /// A 0/1 flag: `1`, `"1"`, `true`, `"Y"` are true; `0`, `""`, null are false.
+    pub(super) fn flag(self) -> Result<bool, &'static str> {
+        match self.text().as_str() {
+            "1" | "true" | "Y" | "y" | "是" => Ok(true),
+            "" | "0" | "false" | "N" | "n" | "否" | "2" => Ok(false),
+            _ => Err("expected a flag 0 or 1"),
+        }
+    }
+
+    /// A date or date-time in one of the shapes HIS payloads use; absent or empty
+    /// is `None`.
+    pub(super) fn datetime(self) -> Result<Option<NaiveDateTime>, &'static str> {
+        let text = self.text();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        parse_datetime(&text)
+            .map(Some)
+            .ok_or("is not a date (expected yyyy-MM-dd, yyyy-MM-dd HH:mm:ss or yyyyMMddHHmmss)")
+    }
+}
+
+pub(super) fn split_list(s: &str) -> Vec<String> {
     s.split([',', '，', ';', ' '])
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(String::from)
         .collect()
+}
+
+/// `yyyy-MM-dd HH:mm:ss` (or with `T`) and `yyyy-MM-dd`, zero-padded: nearly every
+/// date a HIS sends, read without chrono's format interpreter. Anything else —
+/// including an invalid date in this shape — is left to the formats below.
+fn parse_iso(text: &str) -> Option<NaiveDateTime> {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        b.get(range)?.iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    if !(b.len() == 10 || b.len() == 19) || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)?;
+    if b.len() == 10 {
+        return Some(date.and_time(NaiveTime::MIN));
+    }
+    if !matches!(b[10], b' ' | b'T') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let time = NaiveTime::from_hms_opt(digits(11..13)?, digits(14..16)?, digits(17..19)?)?;
+    Some(date.and_time(time))
 }
 
 /// Parses the date shapes seen in HIS payloads.
@@ -473,6 +583,9 @@ pub(crate) fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
     ];
     const DATE: [&str; 3] = ["%Y-%m-%d", "%Y%m%d", "%Y/%m/%d"];
     let text = text.trim().trim_end_matches('Z');
+    if let Some(parsed) = parse_iso(text) {
+        return Some(parsed);
+    }
     DATETIME
         .iter()
         .find_map(|fmt| NaiveDateTime::parse_from_str(text, fmt).ok())

@@ -6,7 +6,9 @@
 //! mean what its field means is an error naming the field path and the value.
 
 mod decode;
+mod fast;
 mod model;
 
-pub use decode::{DecodeError, decode_event, decode_value};
+pub use decode::{DecodeError, decode_event, decode_reference, decode_request, decode_value};
+pub use fast::DataPath;
 pub use model::{Diagnosis, Encounter, Envelope, Event, Operation, Order, Patient};
