@@ -9,6 +9,7 @@
 
 mod functions;
 mod gate;
+mod lean;
 mod program;
 mod slot;
 

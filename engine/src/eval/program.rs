@@ -16,6 +16,7 @@ use fundwatch_rules::{Rule, RulePack};
 
 use super::functions::kb_functions;
 use super::gate::{CompiledGate, open_gates};
+use super::lean::lean_projections;
 use super::slot::{CurrentBatch, SlotTable};
 use crate::batch::{EventBatch, TABLES};
 
@@ -298,6 +299,7 @@ impl Program {
             let plan = frame
                 .create_physical_plan()
                 .await
+                .and_then(lean_projections)
                 .map_err(|err| compile_err(&rule.rule_id, err.to_string()))?;
             let columns = OutputColumns::resolve(&plan.schema())
                 .map_err(|message| compile_err(&rule.rule_id, message))?;
