@@ -57,6 +57,39 @@ async fn national_gates_hide_no_finding_and_skip_most_plans() {
         }
     }
     assert!(batches > 200, "only {batches} case events");
+    // All case events in one batch: each gated rule runs over only the events with
+    // its codes, and must find exactly what it finds over the whole batch.
+    let events: Vec<_> = program
+        .pack()
+        .rules
+        .iter()
+        .flat_map(|rule| {
+            rule.cases.iter().enumerate().map(move |(i, case)| {
+                let json = case
+                    .to_event(&format!("{}-{}", rule.rule_id, i + 1), rule.trig_scen[0])
+                    .expect("case event");
+                decode_value(&json).expect("case event decodes")
+            })
+        })
+        .collect();
+    let refs: Vec<_> = events.iter().collect();
+    let batch = Arc::new(EventBatch::build(&refs, &dicts));
+    let key = |f: &fundwatch_engine::eval::Finding| format!("{f:?}");
+    let mut gated = program
+        .evaluate(Arc::clone(&batch), None)
+        .await
+        .expect("gated");
+    let mut ungated = program
+        .evaluate_ungated(Arc::clone(&batch), None)
+        .await
+        .expect("ungated");
+    gated.sort_by_key(key);
+    ungated.sort_by_key(key);
+    assert!(ungated.len() > 100, "only {} findings", ungated.len());
+    assert_eq!(
+        gated, ungated,
+        "narrowing a batch to each rule's events changed the findings"
+    );
     assert!(
         skipped * 2 > plans,
         "gates skipped only {skipped} of {plans} plans over {batches} case events"

@@ -42,12 +42,19 @@ pub struct EventBatch {
     pub tables: [RecordBatch; 8],
     /// `orders.line_id` → source line.
     pub lines: Vec<LineRef>,
+    /// Events in the batch (`event_idx` is `0..events`).
+    pub events: usize,
 }
 
 impl EventBatch {
     /// The table `name`.
     pub fn table(&self, name: TableName) -> &RecordBatch {
         &self.tables[name as usize]
+    }
+
+    /// Events in the batch.
+    pub fn event_count(&self) -> usize {
+        self.events
     }
 
     /// Builds the tables for `events`, normalising with `dicts`; history tables hold
@@ -140,6 +147,7 @@ impl EventBatch {
                 status_table(events, statuses),
             ],
             lines,
+            events: events.len(),
         }
     }
 }

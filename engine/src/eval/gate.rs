@@ -5,9 +5,14 @@
 //! report only lines whose code their knowledge class lists, and a request names
 //! the codes of a few classes out of twenty, so most plans would run to return
 //! nothing. A rule's [`Gate`] (declared in its TOML) says which batches it can
-//! report on; the check here is a hash lookup per fee line.
+//! report on; the check here is a hash lookup per fee line. A gate also narrows a
+//! batch to the events that can concern the rule, so a large Kafka batch runs a
+//! rule's joins and window sorts over those few events, not over all of them.
+
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
+use arrow::datatypes::Int64Type;
 use fundwatch_kb::{ClassId, KnowledgeBase};
 use fundwatch_rules::Gate;
 
@@ -58,57 +63,117 @@ impl CompiledGate {
         Ok(Some(Self { classes, tables }))
     }
 
-    fn is_open(&self, batch: &EventBatch, present: &ClassesPresent) -> bool {
-        let codes = self.classes.is_empty() || self.classes.iter().any(|c| present.has(*c));
+    /// Which events of `batch` the rule must see.
+    fn scope(&self, batch: &EventBatch, present: &EventsByClass) -> Scope {
         let rows = self
             .tables
             .iter()
             .all(|table| batch.table(*table).num_rows() > 0);
-        codes && rows
+        if !rows {
+            return Scope::Skip;
+        }
+        if self.classes.is_empty() {
+            return Scope::All;
+        }
+        let mut events = vec![false; present.events];
+        let mut any = false;
+        for class in &self.classes {
+            for &event in present.events_of(*class) {
+                events[event] = true;
+                any = true;
+            }
+        }
+        if !any {
+            Scope::Skip
+        } else if events.iter().all(|e| *e) {
+            Scope::All
+        } else {
+            Scope::Events(events.into())
+        }
     }
 }
 
-/// The knowledge classes that list a code of the batch's fee lines.
-struct ClassesPresent(Vec<bool>);
+/// What of a batch a rule's plan runs over.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Scope {
+    /// Nothing: the gate is closed.
+    Skip,
+    /// Every event.
+    All,
+    /// Only the events marked true (by `event_idx`). Sound because a rule judges
+    /// each event on its own rows (docs/tables.md): its findings for an event do
+    /// not depend on which other events share the batch.
+    Events(Arc<[bool]>),
+}
 
-impl ClassesPresent {
+/// For each knowledge class, the events of a batch with a fee line whose code it
+/// lists.
+struct EventsByClass {
+    /// Events in the batch.
+    events: usize,
+    /// Per class id: event indexes, ascending, without repeats.
+    by_class: Vec<Vec<usize>>,
+}
+
+impl EventsByClass {
     fn of(batch: &EventBatch, kb: &KnowledgeBase) -> Self {
-        let mut present = vec![false; kb.class_count()];
+        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); kb.class_count()];
         let orders = batch.table(TableName::Orders);
-        if let Some(codes) = orders
-            .schema()
-            .index_of("hilist_code")
-            .ok()
-            .and_then(|i| orders.column(i).as_string_opt::<i32>())
-        {
+        let column = |name: &str| {
+            orders
+                .schema()
+                .index_of(name)
+                .ok()
+                .map(|i| orders.column(i))
+        };
+        let codes = column("hilist_code").and_then(|c| c.as_string_opt::<i32>().cloned());
+        let events = column("event_idx").and_then(|c| c.as_primitive_opt::<Int64Type>().cloned());
+        if let (Some(codes), Some(events)) = (codes, events) {
             for row in 0..codes.len() {
-                if codes.is_valid(row) {
-                    for class in kb.classes_listing(codes.value(row)) {
-                        present[class.index()] = true;
+                if codes.is_null(row) || events.is_null(row) {
+                    continue;
+                }
+                let event = events.value(row) as usize;
+                for class in kb.classes_listing(codes.value(row)) {
+                    let list = &mut by_class[class.index()];
+                    if list.last() != Some(&event) {
+                        list.push(event);
                     }
                 }
             }
         }
-        Self(present)
+        for list in &mut by_class {
+            list.sort_unstable();
+            list.dedup();
+        }
+        Self {
+            events: batch.event_count(),
+            by_class,
+        }
     }
 
-    fn has(&self, class: ClassId) -> bool {
-        self.0.get(class.index()).copied().unwrap_or(false)
+    fn events_of(&self, class: ClassId) -> &[usize] {
+        self.by_class
+            .get(class.index())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 
-/// For each gate, whether it is open for `batch`. The classes present are looked
-/// up only when some gate names classes.
-pub(crate) fn open_gates<'a>(
+/// For each gate, what of `batch` its rule runs over. Codes are looked up only
+/// when some gate names classes.
+pub(crate) fn scopes<'a>(
     gates: impl ExactSizeIterator<Item = &'a CompiledGate> + Clone,
     batch: &EventBatch,
     kb: &KnowledgeBase,
-) -> Vec<bool> {
-    let needs_codes = gates.clone().any(|g| !g.classes.is_empty());
-    let present = if needs_codes {
-        ClassesPresent::of(batch, kb)
+) -> Vec<Scope> {
+    let present = if gates.clone().any(|g| !g.classes.is_empty()) {
+        EventsByClass::of(batch, kb)
     } else {
-        ClassesPresent(Vec::new())
+        EventsByClass {
+            events: batch.event_count(),
+            by_class: Vec::new(),
+        }
     };
-    gates.map(|gate| gate.is_open(batch, &present)).collect()
+    gates.map(|gate| gate.scope(batch, &present)).collect()
 }

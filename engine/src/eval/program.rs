@@ -15,7 +15,7 @@ use fundwatch_kb::KnowledgeBase;
 use fundwatch_rules::{Rule, RulePack};
 
 use super::functions::kb_functions;
-use super::gate::{CompiledGate, open_gates};
+use super::gate::{CompiledGate, Scope, scopes};
 use super::lean::lean_projections;
 use super::slot::{CurrentBatch, SlotTable};
 use crate::batch::{EventBatch, TABLES};
@@ -351,7 +351,8 @@ impl Program {
     }
 
     /// Executes the rules whose index is in `wanted` (all when `None`) and whose
-    /// gate is open for `batch` (see [`fundwatch_rules::Gate`]).
+    /// gate is open for `batch`, each over the events its gate lets through (see
+    /// [`fundwatch_rules::Gate`]).
     ///
     /// Findings come rule by rule, each rule's rows in the plan's output order; the
     /// caller orders them for output.
@@ -360,32 +361,42 @@ impl Program {
         batch: Arc<EventBatch>,
         wanted: Option<&[bool]>,
     ) -> Result<Vec<Finding>, EvalError> {
-        let mut selected = self.selected(wanted);
-        let open = open_gates(
+        let selected = self.selected(wanted);
+        let scopes = scopes(
             selected.iter().map(|&idx| &self.rules[idx].gate),
             &batch,
             &self.kb,
         );
-        let mut open = open.into_iter();
-        selected.retain(|_| open.next().unwrap_or(true));
-        self.run(batch, selected).await
+        let work = selected
+            .into_iter()
+            .zip(scopes)
+            .filter(|(_, scope)| *scope != Scope::Skip)
+            .collect();
+        self.run(batch, work).await
     }
 
-    /// [`Program::evaluate`] without the gates: every wanted rule's plan runs. For
-    /// checking that gates hide no finding (`rules test`) and for benchmarks.
+    /// [`Program::evaluate`] without the gates: every wanted rule's plan runs over
+    /// the whole batch. For checking that gates hide no finding (`rules test`) and
+    /// for benchmarks.
     pub async fn evaluate_ungated(
         &self,
         batch: Arc<EventBatch>,
         wanted: Option<&[bool]>,
     ) -> Result<Vec<Finding>, EvalError> {
-        let selected = self.selected(wanted);
-        self.run(batch, selected).await
+        let work = self
+            .selected(wanted)
+            .into_iter()
+            .map(|idx| (idx, Scope::All))
+            .collect();
+        self.run(batch, work).await
     }
 
     /// The rules a closed gate skips for `batch` (indexes into [`Program::rules`]).
     pub fn gated_out(&self, batch: &EventBatch) -> Vec<usize> {
-        let open = open_gates(self.rules.iter().map(|r| &r.gate), batch, &self.kb);
-        (0..self.rules.len()).filter(|&idx| !open[idx]).collect()
+        let scopes = scopes(self.rules.iter().map(|r| &r.gate), batch, &self.kb);
+        (0..self.rules.len())
+            .filter(|&idx| scopes[idx] == Scope::Skip)
+            .collect()
     }
 
     fn selected(&self, wanted: Option<&[bool]>) -> Vec<usize> {
@@ -394,52 +405,58 @@ impl Program {
             .collect()
     }
 
-    /// Executes the rules at `selected` over `batch`.
-    async fn run(
-        &self,
-        batch: Arc<EventBatch>,
-        selected: Vec<usize>,
-    ) -> Result<Vec<Finding>, EvalError> {
-        if selected.is_empty() {
-            return Ok(Vec::new());
-        }
-        let config = self
-            .config
-            .clone()
-            .with_extension(Arc::new(CurrentBatch(batch)));
-        let task = Arc::new(TaskContext::new(
+    /// A task context carrying `batch`, narrowed to `events` when given.
+    fn task(&self, batch: &Arc<EventBatch>, events: Option<Arc<[bool]>>) -> Arc<TaskContext> {
+        let current = CurrentBatch {
+            batch: Arc::clone(batch),
+            events,
+        };
+        Arc::new(TaskContext::new(
             None,
             String::new(),
-            config,
+            self.config.clone().with_extension(Arc::new(current)),
             HashMap::new(),
             HashMap::new(),
             HashMap::new(),
             HashMap::new(),
             Arc::clone(&self.runtime),
-        ));
+        ))
+    }
+
+    /// Executes each rule of `work` over its scope of `batch`.
+    async fn run(
+        &self,
+        batch: Arc<EventBatch>,
+        work: Vec<(usize, Scope)>,
+    ) -> Result<Vec<Finding>, EvalError> {
+        if work.is_empty() {
+            return Ok(Vec::new());
+        }
+        let whole = self.task(&batch, None);
+        let work: Vec<(usize, Arc<TaskContext>)> = work
+            .into_iter()
+            .map(|(idx, scope)| match scope {
+                Scope::Events(events) => (idx, self.task(&batch, Some(events))),
+                Scope::All | Scope::Skip => (idx, Arc::clone(&whole)),
+            })
+            .collect();
         // A batch's fixed cost is one plan execution per rule (~0.1 ms each in release),
         // so a small batch — one inline request — is dominated by it. The rules are
         // independent: on a multi-threaded runtime they run as one task per core, each
         // over a contiguous share of the rules; findings keep the rule order.
         let lanes = match tokio::runtime::Handle::try_current() {
             Ok(handle) if handle.metrics().num_workers() > 1 => {
-                handle.metrics().num_workers().min(selected.len()).max(1)
+                handle.metrics().num_workers().min(work.len()).max(1)
             }
             _ => 1,
         };
         if lanes <= 1 {
-            return run_rules(Arc::clone(&self.rules), selected, task).await;
+            return run_rules(Arc::clone(&self.rules), work).await;
         }
-        let share = selected.len().div_ceil(lanes);
-        let tasks: Vec<_> = selected
+        let share = work.len().div_ceil(lanes);
+        let tasks: Vec<_> = work
             .chunks(share)
-            .map(|chunk| {
-                tokio::spawn(run_rules(
-                    Arc::clone(&self.rules),
-                    chunk.to_vec(),
-                    Arc::clone(&task),
-                ))
-            })
+            .map(|chunk| tokio::spawn(run_rules(Arc::clone(&self.rules), chunk.to_vec())))
             .collect();
         let mut findings = Vec::new();
         for joined in futures::future::join_all(tasks).await {
@@ -453,21 +470,20 @@ impl Program {
     }
 }
 
-/// Executes the rules at `indexes` one after another over the task's batch.
+/// Executes the rules of `work` one after another, each in its task context.
 async fn run_rules(
     rules: Arc<[CompiledRule]>,
-    indexes: Vec<usize>,
-    task: Arc<TaskContext>,
+    work: Vec<(usize, Arc<TaskContext>)>,
 ) -> Result<Vec<Finding>, EvalError> {
     let mut findings = Vec::new();
-    for idx in indexes {
+    for (idx, task) in work {
         let compiled = &rules[idx];
         let exec_err = |source| EvalError::Execute {
             rule_id: compiled.rule.rule_id.clone(),
             source,
         };
         let plan = reset_plan_states(Arc::clone(&compiled.plan)).map_err(exec_err)?;
-        let batches = collect(plan, Arc::clone(&task)).await.map_err(exec_err)?;
+        let batches = collect(plan, task).await.map_err(exec_err)?;
         for out in &batches {
             read_findings(idx, &compiled.columns, out, &mut findings);
         }

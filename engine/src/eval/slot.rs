@@ -9,7 +9,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Int64Type, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -28,7 +30,13 @@ use crate::batch::{EventBatch, TableName, table_schema};
 
 /// The batch being evaluated, carried as a `SessionConfig` extension.
 #[derive(Debug)]
-pub struct CurrentBatch(pub Arc<EventBatch>);
+pub struct CurrentBatch {
+    /// The tables.
+    pub batch: Arc<EventBatch>,
+    /// When set, the plan sees only the rows of the events marked true (a rule's
+    /// gate narrowed the batch, see `gate.rs`).
+    pub events: Option<Arc<[bool]>>,
+}
 
 /// A table provider for one event table; its scans are [`SlotExec`]s.
 #[derive(Debug)]
@@ -141,13 +149,30 @@ impl ExecutionPlan for SlotExec {
             .ok_or_else(|| {
                 DataFusionError::Internal("SlotExec executed without a CurrentBatch".into())
             })?;
-        let full = current.0.table(self.table);
-        let batch = match &self.projection {
+        let full = current.batch.table(self.table);
+        let mut batch = match &self.projection {
             Some(columns) => full.project(columns)?,
             None => full.clone(),
         };
+        if let Some(events) = &current.events {
+            batch = filter_record_batch(&batch, &rows_of(full, events)?)?;
+        }
         // The stream advertises the projected schema, which is what parents expect.
         let stream = MemoryStream::try_new(vec![batch], self.schema(), None)?;
         Ok(Box::pin(stream))
     }
+}
+
+/// The rows of `table` whose `event_idx` is marked in `events`.
+fn rows_of(table: &RecordBatch, events: &[bool]) -> Result<BooleanArray> {
+    let column = table
+        .column_by_name("event_idx")
+        .ok_or_else(|| DataFusionError::Internal("an event table without event_idx".into()))?;
+    let ids = column
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| DataFusionError::Internal("event_idx is not BIGINT".into()))?;
+    Ok(ids
+        .iter()
+        .map(|id| Some(id.is_some_and(|i| events.get(i as usize).copied().unwrap_or(false))))
+        .collect())
 }
