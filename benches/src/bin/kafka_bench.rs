@@ -71,6 +71,15 @@ struct Args {
     /// Skip the throughput phases (needs --rate).
     #[arg(long)]
     latency_only: bool,
+    /// Run the latency phase through the raw pipe (consume + produce, no
+    /// evaluation) instead of the engine: what the broker and clients alone cost.
+    #[arg(long)]
+    raw_latency: bool,
+    /// A librdkafka setting for every client of the run (pipeline consumer and
+    /// producer, the bench's producer and reader), e.g. `socket.nagle.disable=true`;
+    /// repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
     /// Generator seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -180,7 +189,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (None, Some(r)) => r / 2.0,
         (None, None) => bail!("--latency-only needs --rate"),
     };
-    latency(&brokers, &args, engine, &mut generator, rate).await?;
+    let processor = if args.raw_latency {
+        Processor::Forward
+    } else {
+        Processor::Evaluate(engine)
+    };
+    latency(&brokers, &args, processor, &mut generator, rate).await?;
     Ok(())
 }
 
@@ -201,10 +215,22 @@ fn config(brokers: &str, args: &Args, name: &str) -> KafkaConfig {
     config.dlq_topic = format!("bench.{name}.{stamp}.dlq");
     config.batch.max_events = args.batch;
     config.batch.max_wait_ms = args.wait_ms;
+    for (key, value) in client_settings(args) {
+        config
+            .consumer
+            .insert(key.clone(), Setting::Text(value.clone()));
+        config.producer.insert(key, Setting::Text(value));
+    }
     config
-        .consumer
-        .insert("fetch.wait.max.ms".into(), Setting::Integer(20));
-    config
+}
+
+/// `--set KEY=VALUE` pairs.
+fn client_settings(args: &Args) -> Vec<(String, String)> {
+    args.settings
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }
 
 async fn create_topics(config: &KafkaConfig, partitions: i32) -> anyhow::Result<()> {
@@ -224,13 +250,18 @@ async fn create_topics(config: &KafkaConfig, partitions: i32) -> anyhow::Result<
     Ok(())
 }
 
-fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
-    Ok(ClientConfig::new()
+fn producer(brokers: &str, args: &Args) -> anyhow::Result<FutureProducer> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", "2")
+        .set("linger.ms", "5")
+        .set("socket.nagle.disable", "true")
         .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "2097151")
-        .create()?)
+        .set("queue.buffering.max.kbytes", "2097151");
+    for (key, value) in client_settings(args) {
+        config.set(key, value);
+    }
+    Ok(config.create()?)
 }
 
 async fn throughput(
@@ -242,7 +273,7 @@ async fn throughput(
 ) -> anyhow::Result<Throughput> {
     let config = config(brokers, args, name);
     create_topics(&config, args.partitions).await?;
-    let producer = producer(brokers)?;
+    let producer = producer(brokers, args)?;
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(events.len());
     for (key, json) in events {
@@ -313,7 +344,7 @@ fn stage_means(metrics: &KafkaMetrics) -> String {
 async fn latency(
     brokers: &str,
     args: &Args,
-    engine: Engine,
+    processor: Processor,
     generator: &mut Generator,
     rate: f64,
 ) -> anyhow::Result<()> {
@@ -331,14 +362,19 @@ async fn latency(
         .collect();
 
     let metrics = KafkaMetrics::new();
-    let pipeline = kafka::start(Processor::Evaluate(engine), config.clone(), metrics.clone())?;
+    let pipeline = kafka::start(processor, config.clone(), metrics.clone())?;
     // Readers: alerts back, first arrival per event.
-    let reader: StreamConsumer = ClientConfig::new()
+    let mut reader = ClientConfig::new();
+    reader
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{}-reader", config.group_id))
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "5")
-        .create()?;
+        .set("socket.nagle.disable", "true");
+    for (key, value) in client_settings(args) {
+        reader.set(key, value);
+    }
+    let reader: StreamConsumer = reader.create()?;
     reader.subscribe(&[config.alerts_topic.as_str()])?;
     let arrivals: Arc<Mutex<HashMap<usize, Instant>>> = Arc::default();
     let sink = Arc::clone(&arrivals);
@@ -352,8 +388,11 @@ async fn latency(
                 .payload()
                 .and_then(|p| serde_json::from_slice::<Value>(p).ok())
                 .and_then(|v| {
+                    // An alert carries the event's task_id; the raw pipe forwards
+                    // the event itself.
                     v["task_id"]
                         .as_str()
+                        .or_else(|| v["input"]["data"]["task_id"].as_str())
                         .and_then(|t| t.strip_prefix('B')?.parse().ok())
                 })
             else {
@@ -368,7 +407,7 @@ async fn latency(
     });
 
     // Wait for the group to form: a warm-up event must come back.
-    let producer = producer(brokers)?;
+    let producer = producer(brokers, args)?;
     let warm = Instant::now();
     let mut warmups = 0u64;
     while metrics.messages_done.get() == 0 {

@@ -98,9 +98,13 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // Stored offsets reach the broker within a second; a crash redelivers at most
     // about a second of already-alerted events.
     ("auto.commit.interval.ms", "1000"),
-    // The broker answers a fetch as soon as one byte is there; when idle, ask again
-    // every 100 ms.
-    ("fetch.wait.max.ms", "100"),
+    // Kafka answers a fetch as soon as one byte is there, so this bounds only idle
+    // polling; some Kafka-protocol brokers (tansu) hold every fetch this long, and
+    // there 100 ms cost 300 ms of event→alert p50 (benches/RESULTS.md).
+    ("fetch.wait.max.ms", "20"),
+    // Small requests go out at once: with Nagle on, loopback round trips waited on
+    // delayed ACKs (raw pipe p99 180 → 87 ms at 2,000 events/s without it).
+    ("socket.nagle.disable", "true"),
     // For the consumer-lag gauge.
     ("statistics.interval.ms", "5000"),
 ];
@@ -108,8 +112,11 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 /// FundWatch's librdkafka producer defaults (latency first); `[kafka.producer]`
 /// overrides any of them.
 pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
-    // Alerts leave within 2 ms; batching still happens under load.
-    ("linger.ms", "2"),
+    // Alerts leave within 5 ms, batched: fewer, larger produce requests kept the
+    // broker's per-request cost off the tail (raw pipe p99 at 2,000 events/s: 87 ms
+    // at 2 ms, 73 ms at 5 ms, 84 ms at 10 ms; 1.2 s at 0).
+    ("linger.ms", "5"),
+    ("socket.nagle.disable", "true"),
     // Give up on one send attempt sequence after 30 s: the pipeline then resends
     // through a fresh producer (the offset is not stored meanwhile). A fresh
     // producer also gets past a broker that forgot the idempotent producer's id
@@ -520,14 +527,15 @@ mod tests {
     #[test]
     fn pass_through_values_of_any_scalar_type_become_text_over_the_defaults() {
         let (kafka, _) = StreamConfig::from_toml(
-            "[kafka]\nbrokers = \"k:9092\"\n[kafka.consumer]\n\"fetch.wait.max.ms\" = 20\n\"check.crcs\" = true\n[kafka.producer]\n\"compression.type\" = \"lz4\"\n",
+            "[kafka]\nbrokers = \"k:9092\"\n[kafka.consumer]\n\"fetch.wait.max.ms\" = 50\n\"check.crcs\" = true\n[kafka.producer]\n\"compression.type\" = \"lz4\"\n",
             "t",
         )
         .expect("parses");
         kafka.validate().expect("valid");
         let consumer = kafka.consumer_settings();
-        assert_eq!(consumer["fetch.wait.max.ms"], "20");
+        assert_eq!(consumer["fetch.wait.max.ms"], "50");
         assert_eq!(consumer["check.crcs"], "true");
+        assert_eq!(consumer["socket.nagle.disable"], "true");
         assert_eq!(consumer["auto.offset.reset"], "earliest");
         assert_eq!(consumer["bootstrap.servers"], "k:9092");
         let producer = kafka.producer_settings();
