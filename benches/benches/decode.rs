@@ -1,9 +1,11 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
-//! Decoding a 3101 request from bytes.
+//! Decoding a 3101 request from bytes: the product's path (typed fast path, the
+//! reference decoder only for what it refuses) and the reference decoder alone
+//! (`serde_json::Value`, then a walk naming each field's path).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fundwatch_benches::{case_json, national_pack};
-use fundwatch_engine::decode_event;
+use fundwatch_engine::{decode_event, decode_reference};
 
 fn decode(c: &mut Criterion) {
     let pack = national_pack();
@@ -14,10 +16,18 @@ fn decode(c: &mut Criterion) {
     let total: usize = bytes.iter().map(Vec::len).sum();
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(bytes.len() as u64));
-    group.bench_function(format!("{}_case_events_{}B", bytes.len(), total), |b| {
+    let name = |path: &str| format!("{path}/{}_case_events_{}B", bytes.len(), total);
+    group.bench_function(name("decode_event"), |b| {
         b.iter(|| {
             for event in &bytes {
                 std::hint::black_box(decode_event(event).ok());
+            }
+        })
+    });
+    group.bench_function(name("reference"), |b| {
+        b.iter(|| {
+            for event in &bytes {
+                std::hint::black_box(decode_reference(event).ok());
             }
         })
     });

@@ -1,6 +1,6 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 //! Evaluation of the national pack: the compiled program (plans kept, reset per
-//! batch) against the naive baseline (DataFusion `ctx.sql` re-planned per batch),
+//! batch; with its rule gates, and without them) against the naive baseline (DataFusion `ctx.sql` re-planned per batch),
 //! for the full pack and for each rule class, at batch sizes 1, 64 and 1024; then
 //! the replanned/compiled ratios printed as a table (`ratio …` lines on stderr).
 //!
@@ -77,6 +77,15 @@ impl Setup {
             .len()
     }
 
+    /// The compiled program with every plan run over the whole batch (no gates):
+    /// what the gates save.
+    fn compiled_ungated(&self, batch: &Arc<EventBatch>) -> usize {
+        self.rt
+            .block_on(self.program.evaluate_ungated(Arc::clone(batch), None))
+            .expect("eval")
+            .len()
+    }
+
     /// The naive baseline: a fresh `SessionContext`, the batch registered as
     /// tables, every rule's SQL planned by `ctx.sql` and run.
     fn replanned<'a>(&self, batch: &EventBatch, rules: impl Iterator<Item = &'a Rule>) -> usize {
@@ -140,6 +149,11 @@ fn evaluate(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("compiled", size), &batch, |b, batch| {
             b.iter(|| s.compiled(batch, None))
         });
+        group.bench_with_input(
+            BenchmarkId::new("compiled_ungated", size),
+            &batch,
+            |b, batch| b.iter(|| s.compiled_ungated(batch)),
+        );
         group.bench_with_input(BenchmarkId::new("replanned", size), &batch, |b, batch| {
             b.iter(|| s.replanned(batch, s.enabled()))
         });
@@ -194,8 +208,10 @@ fn ratios(_: &mut Criterion) {
     for size in SIZES {
         let batch = s.batch(size);
         let compiled = median(budget, || s.compiled(&batch, None));
+        let ungated = median(budget, || s.compiled_ungated(&batch));
         let replanned = median(budget, || s.replanned(&batch, s.enabled()));
         print_ratio("full_pack", size, replanned, compiled);
+        print_ratio("full_pack_ungated", size, replanned, ungated);
         for (class, idxs) in &s.classes {
             let wanted = s.mask(idxs);
             let compiled = median(budget / 5, || s.compiled(&batch, Some(&wanted)));

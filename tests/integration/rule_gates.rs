@@ -5,7 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fundwatch_engine::batch::EventBatch;
-use fundwatch_engine::{Clock, Engine, Program, ProgramOptions, decode_value, run_pack_cases};
+use fundwatch_engine::eval::Finding;
+use fundwatch_engine::{
+    Clock, Engine, Event, Program, ProgramOptions, decode_value, run_pack_cases,
+};
 use fundwatch_rules::RulePack;
 
 use crate::registry_support::{derive_pack, national_pack};
@@ -27,73 +30,66 @@ async fn national_gates_hide_no_finding_and_skip_most_plans() {
         .await
         .expect("national pack compiles");
     let dicts = program.pack().manifest.dictionaries.clone();
-    let (mut batches, mut skipped, mut plans) = (0usize, 0usize, 0usize);
-    for rule in program.pack().rules.clone() {
-        for (i, case) in rule.cases.iter().enumerate() {
-            let case_id = format!("{}-{}", rule.rule_id, i + 1);
-            let json = case
-                .to_event(&case_id, rule.trig_scen[0])
-                .expect("case event");
-            let event = decode_value(&json).expect("case event decodes");
-            let batch = Arc::new(EventBatch::build(&[&event], &dicts));
-            let mut gated = program
-                .evaluate(Arc::clone(&batch), None)
-                .await
-                .expect("gated");
-            let mut ungated = program
-                .evaluate_ungated(Arc::clone(&batch), None)
-                .await
-                .expect("ungated");
-            let key = |f: &fundwatch_engine::eval::Finding| format!("{f:?}");
-            gated.sort_by_key(key);
-            ungated.sort_by_key(key);
-            assert_eq!(
-                gated, ungated,
-                "case {case_id}: the gates changed the findings"
-            );
-            batches += 1;
-            skipped += program.gated_out(&batch).len();
-            plans += program.rules().len();
-        }
-    }
-    assert!(batches > 200, "only {batches} case events");
-    // All case events in one batch: each gated rule runs over only the events with
-    // its codes, and must find exactly what it finds over the whole batch.
-    let events: Vec<_> = program
+    let events: Vec<(String, Event)> = program
         .pack()
         .rules
         .iter()
         .flat_map(|rule| {
             rule.cases.iter().enumerate().map(move |(i, case)| {
+                let case_id = format!("{}-{}", rule.rule_id, i + 1);
                 let json = case
-                    .to_event(&format!("{}-{}", rule.rule_id, i + 1), rule.trig_scen[0])
+                    .to_event(&case_id, rule.trig_scen[0])
                     .expect("case event");
-                decode_value(&json).expect("case event decodes")
+                (case_id, decode_value(&json).expect("case event decodes"))
             })
         })
         .collect();
-    let refs: Vec<_> = events.iter().collect();
+    assert!(events.len() > 200, "only {} case events", events.len());
+
+    // Each case event alone in a batch: most gates close.
+    let (mut skipped, mut plans) = (0usize, 0usize);
+    for (case_id, event) in &events {
+        let batch = Arc::new(EventBatch::build(&[event], &dicts));
+        let (gated, ungated) = both_ways(&program, &batch).await;
+        assert_eq!(
+            gated, ungated,
+            "case {case_id}: the gates changed the findings"
+        );
+        skipped += program.gated_out(&batch).len();
+        plans += program.rules().len();
+    }
+    assert!(
+        skipped * 2 > plans,
+        "gates skipped only {skipped} of {plans} plans over {} case events",
+        events.len()
+    );
+
+    // All case events in one batch: each gated rule runs over only the events with
+    // its codes, and must find exactly what it finds over the whole batch.
+    let refs: Vec<&Event> = events.iter().map(|(_, event)| event).collect();
     let batch = Arc::new(EventBatch::build(&refs, &dicts));
-    let key = |f: &fundwatch_engine::eval::Finding| format!("{f:?}");
-    let mut gated = program
-        .evaluate(Arc::clone(&batch), None)
-        .await
-        .expect("gated");
-    let mut ungated = program
-        .evaluate_ungated(Arc::clone(&batch), None)
-        .await
-        .expect("ungated");
-    gated.sort_by_key(key);
-    ungated.sort_by_key(key);
+    let (gated, ungated) = both_ways(&program, &batch).await;
     assert!(ungated.len() > 100, "only {} findings", ungated.len());
     assert_eq!(
         gated, ungated,
         "narrowing a batch to each rule's events changed the findings"
     );
-    assert!(
-        skipped * 2 > plans,
-        "gates skipped only {skipped} of {plans} plans over {batches} case events"
-    );
+}
+
+/// The program's findings over `batch` with the gates and without, sorted.
+async fn both_ways(program: &Program, batch: &Arc<EventBatch>) -> (Vec<Finding>, Vec<Finding>) {
+    let key = |f: &Finding| format!("{f:?}");
+    let mut gated = program
+        .evaluate(Arc::clone(batch), None)
+        .await
+        .expect("gated");
+    let mut ungated = program
+        .evaluate_ungated(Arc::clone(batch), None)
+        .await
+        .expect("ungated");
+    gated.sort_by_key(key);
+    ungated.sort_by_key(key);
+    (gated, ungated)
 }
 
 /// A rule whose gate is wrong (it reports lines the class does NOT list, but its

@@ -218,19 +218,27 @@ type ManagerOp = Box<
         + Send,
 >;
 
-/// Runs an activation off the hot path, then refreshes the version gauges.
+/// Runs an activation by `who` off the hot path, then refreshes the version gauges.
+async fn activate(
+    control: &VersionControl,
+    who: String,
+    op: ManagerOp,
+) -> Result<ActivationReport, ApiError> {
+    let manager = Arc::clone(control.manager());
+    let report = off_hot_path(move || op(manager, who))
+        .await?
+        .map_err(deploy_error)?;
+    control.publish_versions();
+    Ok(report)
+}
+
+/// The activation endpoints' answer: [`activate`] by the caller.
 async fn activation(
     state: &AppState,
     headers: &HeaderMap,
     op: ManagerOp,
 ) -> Result<Response, ApiError> {
-    let control = control(state)?;
-    let manager = Arc::clone(control.manager());
-    let who = actor(state, headers);
-    let report = off_hot_path(move || op(manager, who))
-        .await?
-        .map_err(deploy_error)?;
-    control.publish_versions();
+    let report = activate(control(state)?, actor(state, headers), op).await?;
     Ok(
         Json(json!({"activation": report.activation, "validation": report.validation}))
             .into_response(),
@@ -318,12 +326,9 @@ pub(crate) async fn kb_import(
     });
     if request.activate {
         let id = manifest.id.clone();
-        let manager = Arc::clone(control.manager());
-        let report =
-            off_hot_path(move || Box::pin(async move { manager.activate_kb(&id, &who).await }))
-                .await?
-                .map_err(deploy_error)?;
-        control.publish_versions();
+        let op: ManagerOp =
+            Box::new(move |m, who| Box::pin(async move { m.activate_kb(&id, &who).await }));
+        let report = activate(control, who, op).await?;
         answer["activation"] = json!(report.activation);
         answer["validation"] = json!(report.validation);
     }
@@ -421,12 +426,9 @@ pub(crate) async fn rules_publish(
     let mut answer = json!({"published": record, "new": new});
     if request.activate {
         let id = record.id.clone();
-        let manager = Arc::clone(control.manager());
-        let report =
-            off_hot_path(move || Box::pin(async move { manager.activate_pack(&id, &who).await }))
-                .await?
-                .map_err(deploy_error)?;
-        control.publish_versions();
+        let op: ManagerOp =
+            Box::new(move |m, who| Box::pin(async move { m.activate_pack(&id, &who).await }));
+        let report = activate(control, who, op).await?;
         answer["activation"] = json!(report.activation);
         answer["validation"] = json!(report.validation);
     }

@@ -58,6 +58,8 @@ struct Behaviour {
     /// 重复开药: default supply (smallest, largest), tolerance (smallest, largest).
     supply_days: (i64, i64),
     tolerance_days: (i64, i64),
+    /// 死亡后就医: days after a death still allowed (largest).
+    death_grace_days: i64,
 }
 
 impl Behaviour {
@@ -76,6 +78,7 @@ impl Behaviour {
             admission_max: range("frequent_admission_max", 4.0).1,
             supply_days: range("default_supply_days", 7.0),
             tolerance_days: range("overlap_tolerance_days", 3.0),
+            death_grace_days: range("death_grace_days", 0.0).1,
         }
     }
 
@@ -455,10 +458,11 @@ impl Recipes {
                 vec![generator.add_line(&mut draft, None, cand.code, 1.0, service, None, true)]
             }
             Class::DeathService => {
-                // Registered dead 3–30 days before the admission: every line checked
-                // now is after the death (the filler below writes them), also past a
-                // 统筹区's `death_grace_days` (430796, the demo's area, allows 1 day).
-                let days = generator.rng().random_range(3..=30);
+                // Registered dead 2–29 days past the largest `death_grace_days` of the
+                // demo's 统筹区 before the admission: every line checked now (the filler
+                // below writes them) is after the death and past the grace.
+                let margin = b.death_grace_days.max(0) + 2;
+                let days = generator.rng().random_range(margin..=margin + 27);
                 draft.death = Some(draft.current.adm.date() - Duration::days(days));
                 Vec::new()
             }
