@@ -88,8 +88,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let addr = listener.local_addr().context("reading the bound address")?;
         tracing::info!(%addr, rule_pack = %versions.rule_pack, kb = %versions.kb, "listening");
         eprintln!(
-            "fundwatch serve: listening on http://{addr} (rule pack {}, KB {}); API description at /openapi.json",
-            versions.rule_pack, versions.kb
+            "fundwatch serve: listening on {}://{addr} (rule pack {}, KB {}); API description at /openapi.json",
+            if config.http.tls.is_some() { "https" } else { "http" },
+            versions.rule_pack,
+            versions.kb
         );
         let Some((kafka, pipeline_engine)) = kafka.zip(pipeline_engine) else {
             service

@@ -18,6 +18,7 @@ mod demo_labelled_stream;
 mod http_3101_round_trip;
 mod http_auth;
 mod http_fail_open;
+mod http_mtls;
 mod kafka_at_least_once;
 mod kafka_dlq;
 mod kafka_faults;

@@ -108,6 +108,23 @@ pub struct HttpConfig {
     pub eval_threads: usize,
     /// `[http.batch]`: micro-batching of concurrent requests.
     pub batch: BatchConfig,
+    /// `[http.tls]`: serve HTTPS, optionally requiring client certificates
+    /// (mTLS); absent: plain HTTP/1.1.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[http.tls]`: PEM files read at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM, leaf first).
+    pub cert: std::path::PathBuf,
+    /// The server's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+    /// CA certificates (PEM) that sign the hospitals' client certificates. When
+    /// set, a connection without a certificate signed by one of them is refused
+    /// during the handshake (mTLS); the API key is still required on top.
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -119,6 +136,7 @@ impl Default for HttpConfig {
             max_body_bytes: 4 * 1024 * 1024,
             eval_threads: 0,
             batch: BatchConfig::default(),
+            tls: None,
         }
     }
 }

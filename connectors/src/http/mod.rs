@@ -25,11 +25,12 @@ mod api;
 mod envelope;
 mod fsi;
 mod server;
+mod tls;
 
 pub use admin::VersionControl;
 pub use auth::{Authenticator, Principal};
 pub use batcher::{Evaluator, Versions};
-pub use config::{ConfigError, HttpConfig, ServeConfig, StoreKind};
+pub use config::{ConfigError, HttpConfig, ServeConfig, StoreKind, TlsConfig};
 pub use error::ApiError;
 pub use server::{
     BATCH_HEADER, EVAL_US_HEADER, SERVER_US_HEADER, SKIPPED_HEADER, Service, ServiceError,

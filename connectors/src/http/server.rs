@@ -48,6 +48,9 @@ pub enum ServiceError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `[http.tls]` cannot be used (a file unreadable, a key not matching).
+    #[error(transparent)]
+    Tls(#[from] super::config::ConfigError),
 }
 
 /// State shared by the handlers.
@@ -127,6 +130,8 @@ impl Drop for EvalRuntime {
 pub struct Service {
     state: Arc<AppState>,
     max_body_bytes: usize,
+    /// `[http.tls]`, read at start.
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     _eval: EvalRuntime,
 }
 
@@ -161,6 +166,11 @@ impl Service {
         store: Arc<dyn AlertStore>,
         metrics: &crate::metrics::Metrics,
     ) -> Result<Self, ServiceError> {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(super::tls::server_config)
+            .transpose()?;
         let threads = config.eval_threads();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -205,6 +215,7 @@ impl Service {
         Ok(Self {
             state: Arc::new(state),
             max_body_bytes: config.max_body_bytes,
+            tls,
             _eval: EvalRuntime(Some(runtime)),
         })
     }
@@ -284,12 +295,6 @@ impl Service {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let listener = listener.tap_io(|stream| {
-            // Small JSON answers: do not let Nagle hold them back.
-            if let Err(err) = stream.set_nodelay(true) {
-                tracing::debug!(error = %err, "could not set TCP_NODELAY");
-            }
-        });
         let router = self.router();
         let state = Arc::clone(&self.state);
         let shutdown = async move {
@@ -297,6 +302,18 @@ impl Service {
             state.draining.store(true, Ordering::SeqCst);
             tracing::info!("HTTP: not ready any more; finishing the requests in flight");
         };
+        if let Some(tls) = &self.tls {
+            let listener = super::tls::TlsListener::new(listener, Arc::clone(tls))?;
+            return axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        }
+        let listener = listener.tap_io(|stream| {
+            // Small JSON answers: do not let Nagle hold them back.
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await
