@@ -23,4 +23,6 @@ echo "== cargo test (workspace)"
 cargo test --workspace -j"$JOBS" 2>&1
 
 echo "== fundwatch rules test (national pack)"
-cargo run -q -j"$JOBS" -- rules test rule-base/packs/national
+# The binary `cargo test --workspace` just built for the end-to-end tests. `cargo run`
+# would resolve features for the root package alone and rebuild DataFusion (~6 min cold).
+"$CARGO_TARGET_DIR/debug/fundwatch" rules test rule-base/packs/national
