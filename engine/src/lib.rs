@@ -28,7 +28,8 @@ pub use deploy::{Deployment, VersionManager, service_day};
 pub use engine::{Clock, Engine, selects};
 pub use eval::{DormantRule, EvalError, Program, ProgramOptions};
 pub use event::{
-    DataPath, DecodeError, Event, decode_event, decode_reference, decode_request, decode_value,
+    DataPath, DecodeError, Event, data_path, decode_event, decode_reference, decode_request,
+    decode_value,
 };
 pub use observe::{Stage, StageObserver};
 pub use pack_test::{CaseResult, RuleResult, run_pack_cases};

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Local;
 use fundwatch_engine::event::Envelope;
-use fundwatch_engine::{Alert, Event, Stage, decode_request};
+use fundwatch_engine::{Alert, Event, Stage, data_path, decode_request};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
@@ -287,15 +287,6 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
         .map_err(|err| ApiError::bad_request("$", format!("not valid JSON: {err}")))
 }
 
-/// Where `data` sits in the request, as a path prefix for error messages.
-fn data_prefix(value: &Value) -> &'static str {
-    match value.as_object() {
-        Some(root) if root.contains_key("input") => "input.data.",
-        Some(root) if root.get("data").is_some_and(Value::is_object) => "data.",
-        _ => "",
-    }
-}
-
 // ---------------------------------------------------------------- 3103
 
 #[derive(Serialize)]
@@ -328,7 +319,7 @@ fn feedback(
     let root = value
         .as_object()
         .ok_or_else(|| ApiError::bad_request("$", "expected a JSON object"))?;
-    let prefix = data_prefix(&value);
+    let prefix = data_path(&value).prefix();
     let mut msgid = String::new();
     let data: &Map<String, Value> = if let Some(input) = root.get("input") {
         if let Some(infno) = root.get("infno").and_then(scalar)

@@ -64,8 +64,8 @@ pub fn decode_reference(bytes: &[u8]) -> Result<(Event, DataPath), DecodeError> 
     Ok((event, data_path(&value)))
 }
 
-/// Where `data` sits in a request that decoded (same choice as [`decode_value`]).
-fn data_path(value: &Value) -> DataPath {
+/// Where `data` sits in a request (the choice [`decode_value`] makes).
+pub fn data_path(value: &Value) -> DataPath {
     match value.as_object() {
         Some(root) if root.contains_key("input") => DataPath::Envelope,
         Some(root) if root.get("data").is_some_and(Value::is_object) => DataPath::Data,
@@ -517,25 +517,35 @@ impl Scalar<'_> {
         }
     }
 
+    /// `f` of the text (see [`Scalar::text`]), borrowing a string rather than
+    /// copying it: flags and dates are read, not kept.
+    fn with_text<R>(self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            Scalar::Str(s) => f(s.trim()),
+            other => f(&other.text()),
+        }
+    }
+
     /// A 0/1 flag: `1`, `"1"`, `true`, `"Y"` are true; `0`, `""`, null are false.
     pub(super) fn flag(self) -> Result<bool, &'static str> {
-        match self.text().as_str() {
+        self.with_text(|text| match text {
             "1" | "true" | "Y" | "y" | "是" => Ok(true),
             "" | "0" | "false" | "N" | "n" | "否" | "2" => Ok(false),
             _ => Err("expected a flag 0 or 1"),
-        }
+        })
     }
 
     /// A date or date-time in one of the shapes HIS payloads use; absent or empty
     /// is `None`.
     pub(super) fn datetime(self) -> Result<Option<NaiveDateTime>, &'static str> {
-        let text = self.text();
-        if text.is_empty() {
-            return Ok(None);
-        }
-        parse_datetime(&text)
-            .map(Some)
-            .ok_or("is not a date (expected yyyy-MM-dd, yyyy-MM-dd HH:mm:ss or yyyyMMddHHmmss)")
+        self.with_text(|text| {
+            if text.is_empty() {
+                return Ok(None);
+            }
+            parse_datetime(text)
+                .map(Some)
+                .ok_or("is not a date (expected yyyy-MM-dd, yyyy-MM-dd HH:mm:ss or yyyyMMddHHmmss)")
+        })
     }
 }
 

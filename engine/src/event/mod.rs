@@ -9,6 +9,8 @@ mod decode;
 mod fast;
 mod model;
 
-pub use decode::{DecodeError, decode_event, decode_reference, decode_request, decode_value};
+pub use decode::{
+    DecodeError, data_path, decode_event, decode_reference, decode_request, decode_value,
+};
 pub use fast::DataPath;
 pub use model::{Diagnosis, Encounter, Envelope, Event, Operation, Order, Patient};
