@@ -38,13 +38,13 @@ fn lookup(c: &mut Criterion) {
             .map(|k| decode_value(&event_json((k * 7919) % PERSONS, k, 4)).expect("event"))
             .collect();
         let refs: Vec<&Event> = evs.iter().collect();
-        let rows = history_tables(&refs, Some(&store), dicts).orders.num_rows();
+        let rows = history_tables(&refs, &[&store], dicts).orders.num_rows();
         eprintln!("batch of {size}: {rows} history_orders rows");
         group.throughput(Throughput::Elements(size));
         group.bench_with_input(
             BenchmarkId::new("history_tables", size),
             &refs,
-            |b, refs| b.iter(|| history_tables(refs, Some(&store), dicts)),
+            |b, refs| b.iter(|| history_tables(refs, &[&store], dicts)),
         );
         group.bench_with_input(
             BenchmarkId::new("build_batch_no_history", size),

@@ -13,7 +13,7 @@ use crate::batch::{EventBatch, LineRef};
 use crate::deploy::{Deployment, DeploymentCell, service_day};
 use crate::eval::{EvalError, Finding, Program};
 use crate::event::{Event, Order};
-use crate::history::DurableHistory;
+use crate::history::{DurableHistory, HistoryView};
 use crate::observe::{Stage, StageObserver};
 
 /// How `emitted_at` is stamped.
@@ -157,10 +157,21 @@ impl Engine {
     /// each group is one engine call on that version's program, and the alerts
     /// come back in input order.
     pub async fn evaluate_only(&self, events: &[&Event]) -> Result<Vec<Vec<Alert>>, EvalError> {
+        self.evaluate_only_with(events, &*self.history).await
+    }
+
+    /// [`Engine::evaluate_only`] against another history than this engine's: the
+    /// Kafka pipeline's, one store per owned input partition, recorded by the
+    /// pipeline itself once alerts are acknowledged (docs/history.md § 6.1).
+    pub async fn evaluate_only_with(
+        &self,
+        events: &[&Event],
+        history: &dyn HistoryView,
+    ) -> Result<Vec<Vec<Alert>>, EvalError> {
         let deployment = self.deployment.load();
         let slots = deployment.slots();
         if slots.len() == 1 {
-            return self.evaluate_group(&deployment, 0, events).await;
+            return self.evaluate_group(&deployment, 0, events, history).await;
         }
         let mut groups: Vec<Vec<usize>> = vec![Vec::new(); slots.len()];
         for (i, event) in events.iter().enumerate() {
@@ -172,7 +183,9 @@ impl Engine {
                 continue;
             }
             let sub: Vec<&Event> = idxs.iter().map(|&i| events[i]).collect();
-            let alerts = self.evaluate_group(&deployment, slot, &sub).await?;
+            let alerts = self
+                .evaluate_group(&deployment, slot, &sub, history)
+                .await?;
             for (&i, a) in idxs.iter().zip(alerts) {
                 out[i] = a;
             }
@@ -187,6 +200,7 @@ impl Engine {
         deployment: &Deployment,
         slot: usize,
         events: &[&Event],
+        history: &dyn HistoryView,
     ) -> Result<Vec<Vec<Alert>>, EvalError> {
         let program = &deployment.slots()[slot].program;
         let mut out = vec![Vec::new(); events.len()];
@@ -196,14 +210,7 @@ impl Engine {
             return Ok(out);
         }
         let started = std::time::Instant::now();
-        let batch = {
-            let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::new(EventBatch::build_with_history(
-                events,
-                &program.pack().manifest.dictionaries,
-                Some(history.store()),
-            ))
-        };
+        let batch = Arc::new(history.build(events, &program.pack().manifest.dictionaries));
         self.observe(Stage::BatchBuild, started, events.len());
         let started = std::time::Instant::now();
         let groups = if wanted.iter().any(|w| *w) {
@@ -225,12 +232,7 @@ impl Engine {
                 if candidate.pack().manifest.dictionaries == program.pack().manifest.dictionaries {
                     Arc::clone(&batch)
                 } else {
-                    let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-                    Arc::new(EventBatch::build_with_history(
-                        events,
-                        &candidate.pack().manifest.dictionaries,
-                        Some(history.store()),
-                    ))
+                    Arc::new(history.build(events, &candidate.pack().manifest.dictionaries))
                 };
             shadow.submit(
                 slot,

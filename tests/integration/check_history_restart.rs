@@ -14,32 +14,9 @@ const DAYS: usize = 40;
 
 fn stream() -> String {
     let mut out = String::new();
-    for day in 0..DAYS {
-        let date = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).expect("date")
-            + chrono::Duration::days(day as i64);
-        for p in 0..PERSONS {
-            let event = serde_json::json!({
-                "syscode": "T", "task_id": format!("T{p}-{day}"), "trig_scen": "4",
-                "patient_dtos": [{
-                    "patn_id": format!("P{p}"), "gend": "1", "brdy": "1960-01-01",
-                    "poolarea": "110000", "curr_mdtrt_id": format!("M{p}-{day}"),
-                    "fsi_encounter_dtos": [{
-                        "mdtrt_id": format!("M{p}-{day}"), "medins_id": "H11010500001",
-                        "medins_lv": "3", "med_mdtrt_type": "2", "med_type": "21",
-                        "insutype": "310", "adm_date": format!("{date} 08:00:00"),
-                        "fsi_order_dtos": [{
-                            "rx_id": format!("R{p}-{day}"),
-                            // 奥扎格雷氨丁三醇注射用浓溶液: batch 6, 支付不超过14天
-                            "hilist_code": "XB01AXA223B004010180963",
-                            "cnt": 1, "pric": 50, "curr_drord_flag": "1",
-                            "drord_begn_date": format!("{date} 09:00:00")
-                        }]
-                    }]
-                }]
-            });
-            out.push_str(&event.to_string());
-            out.push('\n');
-        }
+    for (_, event) in crate::support::daily_course_events(PERSONS, DAYS, "") {
+        out.push_str(&event.to_string());
+        out.push('\n');
     }
     out
 }

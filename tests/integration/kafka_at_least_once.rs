@@ -11,13 +11,12 @@
 use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fundwatch_connectors::kafka::{self, KafkaMetrics, Processor};
 use serde_json::Value;
 use support::broker::Broker;
-use support::{Collector, Topics};
+use support::{Collector, StreamProcess, Topics};
 
 const WAIT: Duration = Duration::from_secs(180);
 
@@ -106,39 +105,6 @@ async fn labelled_stream_gives_exactly_the_expected_alerts() {
     );
 }
 
-/// A `fundwatch stream` child process, SIGKILLed on drop.
-struct StreamProcess(Child);
-
-impl StreamProcess {
-    fn spawn(config: &std::path::Path, log: &std::path::Path) -> Self {
-        let log = std::fs::File::create(log).expect("child log");
-        let child = Command::new(env!("CARGO_BIN_EXE_fundwatch"))
-            .args(["stream", "--log-format", "text", "--config"])
-            .arg(config)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("RUST_LOG", "info,librdkafka=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("starts fundwatch stream");
-        Self(child)
-    }
-
-    /// SIGKILL: no shutdown, no final commit, nothing flushed.
-    fn kill_9(&mut self) {
-        self.0.kill().expect("SIGKILL");
-        self.0.wait().expect("reaped");
-    }
-}
-
-impl Drop for StreamProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_stream_loses_no_expected_alert() {
     let broker = Broker::start();
@@ -148,15 +114,14 @@ async fn kill_9_mid_stream_loses_no_expected_alert() {
     broker.create_topic(&topics.dlq, 1).await;
 
     let engine = support::national_engine().await;
-    // Rules whose finding depends on the event alone. A history rule's alert can
-    // depend on an earlier event the killed process evaluated: `fundwatch stream`
-    // keeps history in memory (a durable per-partition store is docs/history.md
-    // §6-7's open work), and the trace-code rule compares settlements of
-    // different persons, so its outcome follows the consumption order across
-    // partitions, which Kafka does not define. Cases with registered deaths need
-    // a person-status file the child processes do not have.
+    // Each case is one request whose alerts depend on it alone (history carried
+    // in the request); history kept across events is kafka_history.rs's test.
+    // The trace-code rule compares settlements of different persons, so its
+    // outcome follows the consumption order across partitions, which Kafka does
+    // not define. Cases with registered deaths need a person-status file the
+    // child processes do not have.
     let events = support::labelled_events_of(&engine, 8, "kill", |rule| {
-        rule.history_days == 0 && rule.cases.iter().all(|c| c.person_status.is_empty())
+        !rule.sql.contains("trace_uses") && rule.cases.iter().all(|c| c.person_status.is_empty())
     });
     let expected = support::expected_alerts(&engine, &events).await;
     let expected_ids: BTreeSet<String> = expected

@@ -36,6 +36,9 @@ async fn two_instances_share_partitions_and_every_alert_appears() {
     let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
     let mut config = support::pipeline_config(&broker.bootstrap(), &topics, "group");
     config.batch.max_events = 16;
+    // History follows the partitions (the trace-code cases depend on each other).
+    let state = tempfile::tempdir().expect("state dir");
+    config.state_dir = Some(state.path().to_path_buf());
     let a = kafka::start(
         Processor::Evaluate(engine.clone()),
         config.clone(),

@@ -22,6 +22,7 @@ mod http_mtls;
 mod kafka_at_least_once;
 mod kafka_dlq;
 mod kafka_faults;
+mod kafka_history;
 mod kafka_rebalance;
 mod kafka_serve;
 mod ops_deploy;

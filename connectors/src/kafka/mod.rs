@@ -28,6 +28,7 @@ pub mod offsets;
 pub mod pipeline;
 mod sink;
 mod source;
+mod state;
 
 pub use config::{
     BatchConfig, EngineSection, KafkaConfig, KafkaConfigError, Setting, StreamConfig,

@@ -39,6 +39,7 @@ use super::metrics::KafkaMetrics;
 use super::offsets::Ticket;
 use super::sink::{DeliveryError, OutMessage, Queued, Sink};
 use super::source::{self, Committer, Record, Shared};
+use super::state::PartitionHistories;
 
 /// Header names of a dead letter (values are UTF-8 text).
 pub const DLQ_HEADERS: DlqHeaders = DlqHeaders {
@@ -220,12 +221,30 @@ pub fn start(
         }
         Processor::Forward => Processor::Forward,
     };
+    // History per owned partition, opened as partitions are assigned.
+    let histories = match &processor {
+        Processor::Evaluate(engine) => {
+            let statuses = engine
+                .history()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .person_statuses();
+            Some(Arc::new(PartitionHistories::new(
+                config.state_dir.clone(),
+                engine.program().history_days(),
+                config.snapshot_every,
+                statuses,
+            )))
+        }
+        Processor::Forward => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     let shared = Arc::new(Shared::new(
         metrics.clone(),
         &config.input_topic,
         config.drain_timeout(),
+        histories.clone(),
     ));
     let sink = Sink::new(config.producer_settings(), metrics.clone(), stop_rx.clone()).map_err(
         |source| PipelineError::Client {
@@ -270,6 +289,7 @@ pub fn start(
     let permits = Arc::new(Semaphore::new(config.max_in_flight_batches));
     let batcher = Batcher {
         processor,
+        histories: histories.clone(),
         sink: Arc::clone(&sink),
         metrics: metrics.clone(),
         alerts_topic: Arc::from(config.alerts_topic.as_str()),
@@ -320,7 +340,7 @@ pub fn start(
             shared.set_closing();
             batch_task.abort();
             ack_task.abort();
-            close(consumer, committer, consumer_thread, &sink).await;
+            close(consumer, committer, consumer_thread, &sink, histories).await;
             return Err(PipelineError::Task { task, message });
         }
 
@@ -347,7 +367,7 @@ pub fn start(
                 "stopping with messages whose alerts are not acknowledged; their offsets are not committed, so they are read again"
             );
         }
-        close(consumer, committer, consumer_thread, &sink).await;
+        close(consumer, committer, consumer_thread, &sink, histories).await;
         Ok(PipelineReport {
             messages: task_metrics.messages_in.get(),
             messages_done: task_metrics.messages_done.get(),
@@ -363,13 +383,14 @@ pub fn start(
     })
 }
 
-/// Final commit, leave the group, flush the producer. Blocking librdkafka calls
-/// run off the async threads.
+/// Final commit, leave the group (the revoke snapshots the partitions'
+/// histories), flush the producer. Blocking calls run off the async threads.
 async fn close(
     consumer: Arc<source::KafkaConsumer>,
     committer: Committer,
     consumer_thread: std::thread::JoinHandle<()>,
     sink: &Sink,
+    histories: Option<Arc<PartitionHistories>>,
 ) {
     let closing = tokio::task::spawn_blocking(move || {
         if consumer_thread.join().is_err() {
@@ -381,6 +402,12 @@ async fn close(
         // its partitions are reassigned at once rather than after the session
         // timeout.
         drop(consumer);
+        // Partitions the close did not revoke through the callback.
+        if let Some(histories) = histories {
+            for partition in histories.partitions() {
+                histories.close(partition, true);
+            }
+        }
     });
     if let Err(err) = closing.await {
         tracing::error!(error = %err, "closing the Kafka consumer failed");
@@ -433,6 +460,8 @@ enum SendKind {
 
 struct Batcher {
     processor: Processor,
+    /// The owned partitions' histories (with [`Processor::Evaluate`]).
+    histories: Option<Arc<PartitionHistories>>,
     sink: Arc<Sink>,
     metrics: KafkaMetrics,
     alerts_topic: Arc<str>,
@@ -539,6 +568,23 @@ impl Batcher {
             .observe(decode_time.as_secs_f64());
         let events: Vec<&Event> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
         let mut alerts = self.evaluate(engine, &events).await.into_iter();
+        // The batch becomes history for the next one at once; it is logged once
+        // its alerts are acknowledged (state.rs).
+        if let Some(histories) = &self.histories {
+            let started = Instant::now();
+            let located: Vec<(i32, i64, &Event)> = batch
+                .iter()
+                .zip(&decoded)
+                .filter_map(|(record, decoded)| {
+                    let event = decoded.as_ref().ok()?;
+                    Some((record.ticket.tp.partition, record.ticket.offset, event))
+                })
+                .collect();
+            histories.record(&located);
+            source
+                .stage(Stage::History)
+                .observe(started.elapsed().as_secs_f64());
+        }
 
         let span = tracing::Span::current();
         let (mut n_alerts, mut n_dead) = (0usize, 0usize);
@@ -606,7 +652,7 @@ impl Batcher {
             return Vec::new();
         }
         let started = Instant::now();
-        let result = engine.evaluate(events).await;
+        let result = self.evaluate_only(engine, events).await;
         self.metrics
             .evaluate_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -616,7 +662,7 @@ impl Batcher {
                 tracing::warn!(error = %err, events = events.len(), "batch evaluation failed; evaluating its events one by one");
                 let mut out = Vec::with_capacity(events.len());
                 for event in events {
-                    out.push(match engine.evaluate(&[event]).await {
+                    out.push(match self.evaluate_only(engine, &[event]).await {
                         Ok(mut alerts) => Ok(alerts.pop().unwrap_or_default()),
                         Err(err) => Err((
                             "evaluate",
@@ -630,6 +676,18 @@ impl Batcher {
                 }
                 out
             }
+        }
+    }
+
+    /// One engine call against the partitions' histories (recorded by the caller).
+    async fn evaluate_only(
+        &self,
+        engine: &Engine,
+        events: &[&Event],
+    ) -> Result<Vec<Vec<Alert>>, fundwatch_engine::EvalError> {
+        match &self.histories {
+            Some(histories) => engine.evaluate_only_with(events, &**histories).await,
+            None => engine.evaluate_only(events).await,
         }
     }
 

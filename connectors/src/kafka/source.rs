@@ -24,16 +24,18 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::{mpsc, watch};
 
 use super::metrics::KafkaMetrics;
 use super::offsets::{OffsetTracker, Ticket, TopicPartition};
+use super::state::PartitionHistories;
 
 /// One consumed message, detached from librdkafka.
 #[derive(Debug)]
@@ -70,11 +72,19 @@ pub(crate) struct Shared {
     poll_exceeded: AtomicBool,
     /// Set at shutdown: the final revoke does not wait for messages abandoned.
     closing: AtomicBool,
+    /// History state of the owned partitions (`None`: the raw pipe keeps none).
+    pub histories: Option<Arc<PartitionHistories>>,
 }
 
 impl Shared {
-    pub fn new(metrics: KafkaMetrics, input_topic: &str, drain_timeout: Duration) -> Self {
+    pub fn new(
+        metrics: KafkaMetrics,
+        input_topic: &str,
+        drain_timeout: Duration,
+        histories: Option<Arc<PartitionHistories>>,
+    ) -> Self {
         Self {
+            histories,
             tracker: Mutex::new(OffsetTracker::new()),
             completed: Condvar::new(),
             metrics,
@@ -189,75 +199,151 @@ impl ClientContext for SourceContext {
     }
 }
 
+impl SourceContext {
+    /// Partitions assigned: counted, registered with the offset tracker, their
+    /// history opened; where a history records a position, reading resumes after it.
+    fn assigned(&self, tpl: &mut TopicPartitionList) {
+        let tps = partitions(tpl);
+        self.shared
+            .metrics
+            .rebalances
+            .with_label_values(&["assign"])
+            .inc();
+        tracing::info!(partitions = ?tps.iter().map(|t| t.partition).collect::<Vec<_>>(), "partitions assigned");
+        self.shared
+            .metrics
+            .assigned_partitions
+            .add(tps.len() as i64);
+        let mut tracker = self.shared.tracker();
+        for tp in &tps {
+            tracker.assign(tp.clone());
+        }
+        drop(tracker);
+        if let Some(histories) = &self.shared.histories {
+            for tp in &tps {
+                let partition = tp.partition;
+                match histories.open(partition) {
+                    Ok(Some(resume)) => {
+                        tracing::info!(
+                            partition,
+                            offset = resume,
+                            "reading resumes after the partition history's position"
+                        );
+                        if let Err(err) =
+                            tpl.set_partition_offset(&tp.topic, partition, Offset::Offset(resume))
+                        {
+                            tracing::error!(partition, error = %err, "cannot resume the partition after its history's position");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(err) => tracing::error!(
+                        partition,
+                        error = %err,
+                        "cannot open the partition's history state; its events are evaluated without stored history (history rules see less) until the state is repaired"
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Partitions revoked: drained (unless lost), committed, their history
+    /// snapshotted and closed.
+    fn revoked(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let tps = partitions(tpl);
+        self.shared
+            .metrics
+            .rebalances
+            .with_label_values(&["revoke"])
+            .inc();
+        // A lost assignment (the coordinator no longer knows this member:
+        // session timeout, max.poll.interval.ms exceeded, a coordinator
+        // that lost its state) may already belong to another member:
+        // nothing is committed for it, so there is nothing to drain for.
+        let lost = consumer.assignment_lost();
+        let abandoned = self.drain(&tps, !lost);
+        if lost {
+            self.forget_stored_offsets(consumer, &tps);
+            tracing::warn!(
+                partitions = ?tps.iter().map(|t| t.partition).collect::<Vec<_>>(),
+                in_flight = abandoned,
+                "partition assignment lost (the group coordinator dropped this member: session timeout, max.poll.interval.ms exceeded, or a broker that lost its group state); nothing is committed for these partitions, their next owner reads again from the last commit"
+            );
+        } else if abandoned > 0 {
+            self.shared.metrics.drain_timeouts.inc();
+            tracing::warn!(
+                abandoned,
+                drain_timeout_ms = self.shared.drain_timeout.as_millis() as u64,
+                "revoked partitions still had messages in flight after kafka.drain_timeout_ms; the next owner reads them again (their alerts may be duplicated, same jr_id)"
+            );
+        }
+        // Hand over exactly: commit what is stored before the partitions
+        // go (auto-commit would do it on unassign too, asynchronously).
+        if !lost
+            && let Err(err) = consumer.commit_consumer_state(CommitMode::Sync)
+            && err.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset)
+        {
+            tracing::warn!(error = %err, "committing stored offsets on revoke failed; the next owner may read some messages again");
+        }
+        if let Some(histories) = &self.shared.histories {
+            // A lost partition may already have another owner writing its state.
+            for tp in &tps {
+                histories.close(tp.partition, !lost);
+            }
+        }
+        let metrics = &self.shared.metrics;
+        metrics.assigned_partitions.sub(tps.len() as i64);
+        for tp in &tps {
+            // Lag of a partition this instance no longer reads is not its lag.
+            let _ = metrics
+                .consumer_lag
+                .remove_label_values(&[tp.topic.as_str(), &tp.partition.to_string()]);
+        }
+        tracing::info!(partitions = ?tps.iter().map(|t| t.partition).collect::<Vec<_>>(), "partitions revoked");
+    }
+}
+
 impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                let tps = partitions(tpl);
-                self.shared
-                    .metrics
-                    .rebalances
-                    .with_label_values(&["assign"])
-                    .inc();
-                tracing::info!(partitions = ?tps.iter().map(|t| t.partition).collect::<Vec<_>>(), "partitions assigned");
-                self.shared
-                    .metrics
-                    .assigned_partitions
-                    .add(tps.len() as i64);
-                let mut tracker = self.shared.tracker();
-                for tp in tps {
-                    tracker.assign(tp);
+    /// rdkafka's default rebalance with one addition: an assigned partition whose
+    /// history state records a position is read from just after it (the offsets
+    /// in `tpl`), not from the group's commit (see [`super::state`]).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let done = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.assigned(tpl);
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
                 }
             }
-            Rebalance::Revoke(tpl) => {
-                let tps = partitions(tpl);
-                self.shared
-                    .metrics
-                    .rebalances
-                    .with_label_values(&["revoke"])
-                    .inc();
-                // A lost assignment (the coordinator no longer knows this member:
-                // session timeout, max.poll.interval.ms exceeded, a coordinator
-                // that lost its state) may already belong to another member:
-                // nothing is committed for it, so there is nothing to drain for.
-                let lost = consumer.assignment_lost();
-                let abandoned = self.drain(&tps, !lost);
-                if lost {
-                    self.forget_stored_offsets(consumer, &tps);
-                    tracing::warn!(
-                        partitions = ?tps.iter().map(|t| t.partition).collect::<Vec<_>>(),
-                        in_flight = abandoned,
-                        "partition assignment lost (the group coordinator dropped this member: session timeout, max.poll.interval.ms exceeded, or a broker that lost its group state); nothing is committed for these partitions, their next owner reads again from the last commit"
-                    );
-                } else if abandoned > 0 {
-                    self.shared.metrics.drain_timeouts.inc();
-                    tracing::warn!(
-                        abandoned,
-                        drain_timeout_ms = self.shared.drain_timeout.as_millis() as u64,
-                        "revoked partitions still had messages in flight after kafka.drain_timeout_ms; the next owner reads them again (their alerts may be duplicated, same jr_id)"
-                    );
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.revoked(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
                 }
-                // Hand over exactly: commit what is stored before the partitions
-                // go (auto-commit would do it on unassign too, asynchronously).
-                if !lost
-                    && let Err(err) = consumer.commit_consumer_state(CommitMode::Sync)
-                    && err.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset)
-                {
-                    tracing::warn!(error = %err, "committing stored offsets on revoke failed; the next owner may read some messages again");
-                }
-                let metrics = &self.shared.metrics;
-                metrics.assigned_partitions.sub(tps.len() as i64);
-                for tp in &tps {
-                    // Lag of a partition this instance no longer reads is not its lag.
-                    let _ = metrics
-                        .consumer_lag
-                        .remove_label_values(&[tp.topic.as_str(), &tp.partition.to_string()]);
-                }
-                tracing::info!(partitions = ?tps.iter().map(|t| t.partition).collect::<Vec<_>>(), "partitions revoked");
             }
-            Rebalance::Error(err) => {
-                tracing::warn!(error = %err, "rebalance error");
+            other => {
+                tracing::warn!(error = ?other, "rebalance error; the assignment is dropped");
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
             }
+        };
+        if let Err(err) = done {
+            tracing::error!(error = %err, "applying the group's new assignment failed");
         }
     }
 
@@ -380,6 +466,20 @@ impl Committer {
                     None => positions.push((ticket.tp.clone(), position)),
                 }
             }
+        }
+        if let Some(histories) = &self.shared.histories {
+            // The history's log first: an offset is stored only once the state
+            // covers it (else a restart would resume past events it lacks).
+            positions.retain(|(tp, position)| {
+                match histories.acknowledged(tp.partition, *position) {
+                    Ok(()) => true,
+                    Err(err) => {
+                        self.shared.metrics.source.error("history");
+                        tracing::error!(partition = tp.partition, error = %err, "cannot log the partition's history; its offset is not stored, so the events are read again after a restart");
+                        false
+                    }
+                }
+            });
         }
         if !positions.is_empty() {
             let mut tpl = TopicPartitionList::with_capacity(positions.len());

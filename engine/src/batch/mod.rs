@@ -70,15 +70,20 @@ impl EventBatch {
         dicts: &Dictionaries,
         history: Option<&HistoryStore>,
     ) -> Self {
-        Self::build_full(events, dicts, history, history.map(|h| &*h.statuses))
+        let stores: &[&HistoryStore] = match &history {
+            Some(store) => std::slice::from_ref(store),
+            None => &[],
+        };
+        Self::build_full(events, dicts, stores, history.map(|h| &*h.statuses))
     }
 
-    /// Builds the tables for `events` with the stored history and the registered
-    /// statuses (`person_status`) of their persons.
+    /// Builds the tables for `events` with the stored history (one store per input
+    /// partition, see [`history_tables`]) and the registered statuses
+    /// (`person_status`) of their persons.
     pub fn build_full(
         events: &[&Event],
         dicts: &Dictionaries,
-        history: Option<&HistoryStore>,
+        history: &[&HistoryStore],
         statuses: Option<&PersonStatuses>,
     ) -> Self {
         let mut orders = OrdersBuilder::default();

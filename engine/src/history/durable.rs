@@ -105,6 +105,13 @@ struct WalEntry {
     records: Vec<PersonRecord>,
 }
 
+/// [`WalEntry`] as written (borrowing the records).
+#[derive(Serialize)]
+struct WalEntryRef<'a> {
+    position: Option<u64>,
+    records: &'a [PersonRecord],
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> HistoryError + use<> {
     let path = path.to_path_buf();
     move |source| HistoryError::Io { path, source }
@@ -378,28 +385,72 @@ impl DurableHistory {
             .iter()
             .flat_map(|e| HistoryStore::record_of(e))
             .collect();
-        if let (Some(wal), Some(dir)) = (self.wal.as_mut(), self.dir.as_ref()) {
-            let path = dir.join(WAL);
-            let entry = WalEntry { position, records };
-            let write = serde_json::to_writer(&mut *wal, &entry)
-                .map_err(io::Error::other)
-                .and_then(|()| wal.write_all(b"\n"))
-                .and_then(|()| wal.flush());
-            write.map_err(|source| HistoryError::Io { path, source })?;
-            for record in &entry.records {
-                self.store.apply_record(record);
-            }
-        } else {
-            for record in &records {
-                self.store.apply_record(record);
-            }
-        }
+        self.write_log(&records, position)?;
+        self.apply_records(&records);
         self.position = position.or(self.position);
         self.since_snapshot += events.len() as u64;
-        if self.since_snapshot >= self.snapshot_every {
+        if self.snapshot_due() {
             self.snapshot()?;
         }
         Ok(())
+    }
+
+    /// Applies `records` to memory only, before they are durable: the Kafka
+    /// pipeline records an evaluated batch at once (the next batch must see it)
+    /// and logs it with [`Self::log`] once its alerts are acknowledged.
+    pub fn apply_records(&mut self, records: &[PersonRecord]) {
+        if self.store.retention_days == 0 {
+            return;
+        }
+        for record in records {
+            self.store.apply_record(record);
+        }
+    }
+
+    /// Logs `records` of `events` events, already applied by
+    /// [`Self::apply_records`], as covering input `position`. The caller takes a
+    /// snapshot when [`Self::snapshot_due`] and nothing unlogged is in memory.
+    pub fn log(
+        &mut self,
+        records: &[PersonRecord],
+        events: u64,
+        position: u64,
+    ) -> Result<(), HistoryError> {
+        if self.store.retention_days > 0 {
+            self.write_log(records, Some(position))?;
+        }
+        self.position = Some(position);
+        self.since_snapshot += events;
+        Ok(())
+    }
+
+    /// Whether `snapshot_every` events were applied since the last snapshot.
+    pub fn snapshot_due(&self) -> bool {
+        self.since_snapshot >= self.snapshot_every
+    }
+
+    /// Whether this history is kept in a directory (else it lives in memory only).
+    pub fn is_durable(&self) -> bool {
+        self.dir.is_some()
+    }
+
+    fn write_log(
+        &mut self,
+        records: &[PersonRecord],
+        position: Option<u64>,
+    ) -> Result<(), HistoryError> {
+        let (Some(wal), Some(dir)) = (self.wal.as_mut(), self.dir.as_ref()) else {
+            return Ok(());
+        };
+        let entry = WalEntryRef { position, records };
+        let write = serde_json::to_writer(&mut *wal, &entry)
+            .map_err(io::Error::other)
+            .and_then(|()| wal.write_all(b"\n"))
+            .and_then(|()| wal.flush());
+        write.map_err(|source| HistoryError::Io {
+            path: dir.join(WAL),
+            source,
+        })
     }
 
     /// Prunes by retention, writes a snapshot and starts an empty log. A consumer also

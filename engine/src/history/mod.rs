@@ -42,3 +42,25 @@ pub use store::{
     StoredEncounter, StoredLine, Sym, Symbols, TraceCodes, TraceRecord, TraceUse,
 };
 pub use tables::{HistoryTables, history_tables};
+
+use std::sync::{Mutex, PoisonError};
+
+use fundwatch_rules::Dictionaries;
+
+use crate::batch::EventBatch;
+use crate::event::Event;
+
+/// The stored history an evaluation reads. It is locked only while a micro-batch's
+/// tables are built, so recording (and a Kafka partition's assignment) waits for
+/// a build, never for a whole evaluation.
+pub trait HistoryView: Send + Sync {
+    /// The tables of `events` with the history (and person statuses) this view holds.
+    fn build(&self, events: &[&Event], dicts: &Dictionaries) -> EventBatch;
+}
+
+impl HistoryView for Mutex<DurableHistory> {
+    fn build(&self, events: &[&Event], dicts: &Dictionaries) -> EventBatch {
+        let history = self.lock().unwrap_or_else(PoisonError::into_inner);
+        EventBatch::build_with_history(events, dicts, Some(history.store()))
+    }
+}

@@ -217,8 +217,11 @@ fn setting_of(
 /// The lines and encounters of earlier events of the batch, per person.
 type InBatch<'e> = HashMap<&'e str, (Vec<HistEncounter>, Vec<HistLine>)>;
 
-/// Builds the history tables of `events` from `store` (may be `None`: then only the
-/// batch's own earlier events count as history).
+/// Builds the history tables of `events` from `stores` (may be empty: then only the
+/// batch's own earlier events count as history). Several stores are the histories of
+/// several input partitions (Kafka, docs/history.md § 6.1): a person lives in one of
+/// them (the partition key is `patn_id`), so the first store that knows a person or
+/// a trace code answers for it.
 ///
 /// Event *k* of person *p* sees: the stored history of *p* plus the encounters of *p*
 /// in events 0..k of this batch — minus anything its own request carries. A trace
@@ -226,9 +229,15 @@ type InBatch<'e> = HashMap<&'e str, (Vec<HistEncounter>, Vec<HistLine>)>;
 /// lines of the same request (two lines, or two patients, of one request).
 pub fn history_tables(
     events: &[&Event],
-    store: Option<&HistoryStore>,
+    stores: &[&HistoryStore],
     dicts: &Dictionaries,
 ) -> HistoryTables {
+    let person_of = |patn_id: &str| {
+        stores
+            .iter()
+            .find_map(|&s| s.person(patn_id).map(|person| (s, person)))
+    };
+    let trace_of = |code: &str| stores.iter().find_map(|&s| s.trace(code).map(|t| (s, t)));
     let mut b = Builders::default();
     let mut in_batch: InBatch<'_> = HashMap::new();
     // First settlements not in the store: earlier events and earlier lines of this one.
@@ -302,9 +311,7 @@ pub fn history_tables(
                     b.encounter(event_idx, &patient.patn_id, &row);
                 }
             }
-            if let Some(s) = store
-                && let Some(person) = s.person(&patient.patn_id)
-            {
+            if let Some((s, person)) = person_of(&patient.patn_id) {
                 for enc in &person.encounters {
                     let setting =
                         setting_of(dicts, area, s.sym(enc.med_mdtrt_type), s.sym(enc.med_type));
@@ -351,14 +358,12 @@ pub fn history_tables(
                                 medins_id: &t.medins_id,
                                 millis: t.millis,
                             }),
-                            None => store.and_then(|s| {
-                                s.trace(code).map(|t| PrevUse {
-                                    patn_id: t.patn_id(),
-                                    mdtrt_id: t.mdtrt_id(),
-                                    rx_id: t.rx_id(),
-                                    medins_id: s.sym(t.medins_id),
-                                    millis: t.millis.get(),
-                                })
+                            None => trace_of(code).map(|(s, t)| PrevUse {
+                                patn_id: t.patn_id(),
+                                mdtrt_id: t.mdtrt_id(),
+                                rx_id: t.rx_id(),
+                                medins_id: s.sym(t.medins_id),
+                                millis: t.millis.get(),
                             }),
                         };
                         if let Some(prev) = prev
@@ -370,7 +375,7 @@ pub fn history_tables(
                     // This line is the first settlement of its codes not seen before,
                     // for the lines after it (same request or later events).
                     for code in &order.trace_codes {
-                        let known = store.is_some_and(|s| s.trace(code).is_some());
+                        let known = trace_of(code).is_some();
                         if !known && !batch_traces.contains_key(code.as_str()) {
                             batch_traces.insert(
                                 code.as_str(),

@@ -101,6 +101,14 @@ pub fn labelled_events_of(
                         patient["patn_id"] = json!(id);
                     }
                 }
+                // The trace-code rule compares settlements of different persons:
+                // its cases share one key so they reach one partition in case
+                // order. With `patn_id` keys their order across partitions is
+                // undefined (docs/history.md § 5: the product needs a topic keyed
+                // by trace code for that).
+                if rule.sql.contains("trace_uses") {
+                    key = format!("trace-{suffix}");
+                }
                 let envelope = json!({
                     "infno": if default_scen >= 4 { "3102" } else { "3101" },
                     "msgid": format!("MSG-{case_id}-{suffix}"),
@@ -286,6 +294,90 @@ pub fn pipeline_config(bootstrap: &str, topics: &Topics, group: &str) -> KafkaCo
     config
 }
 
+/// A stream whose alerts depend on stored history: `persons` persons each given
+/// a payment-course drug (支付不超过14天, 奥扎格雷氨丁三醇注射用浓溶液, batch 6) once a
+/// day for `days` days from 2026-03-01, day by day; from day 15 on each event's
+/// alert needs the earlier days. Returns (`patn_id`, event) in that order; `tag`
+/// keeps the ids of two tests apart.
+pub fn daily_course_events(persons: usize, days: usize, tag: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::with_capacity(persons * days);
+    for day in 0..days {
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).expect("date")
+            + chrono::Duration::days(day as i64);
+        for p in 0..persons {
+            let patn_id = format!("P{tag}{p}");
+            let event = json!({
+                "syscode": "T", "task_id": format!("T{tag}{p}-{day}"), "trig_scen": "4",
+                "patient_dtos": [{
+                    "patn_id": patn_id, "gend": "1", "brdy": "1960-01-01",
+                    "poolarea": "110000", "curr_mdtrt_id": format!("M{tag}{p}-{day}"),
+                    "fsi_encounter_dtos": [{
+                        "mdtrt_id": format!("M{tag}{p}-{day}"), "medins_id": "H11010500001",
+                        "medins_lv": "3", "med_mdtrt_type": "2", "med_type": "21",
+                        "insutype": "310", "adm_date": format!("{date} 08:00:00"),
+                        "fsi_order_dtos": [{
+                            "rx_id": format!("R{tag}{p}-{day}"),
+                            "hilist_code": "XB01AXA223B004010180963",
+                            "cnt": 1, "pric": 50, "curr_drord_flag": "1",
+                            "drord_begn_date": format!("{date} 09:00:00")
+                        }]
+                    }]
+                }]
+            });
+            out.push((patn_id, event));
+        }
+    }
+    out
+}
+
+/// [`daily_course_events`] as input messages (key `patn_id`, bare `data`).
+pub fn daily_course_messages(persons: usize, days: usize, tag: &str) -> Vec<TestEvent> {
+    daily_course_events(persons, days, tag)
+        .into_iter()
+        .map(|(key, event)| TestEvent {
+            key,
+            task_id: event["task_id"].as_str().unwrap_or_default().to_string(),
+            json: serde_json::to_vec(&event).expect("JSON"),
+            labels: Vec::new(),
+        })
+        .collect()
+}
+
+/// A `fundwatch stream` child process, SIGKILLed on drop.
+pub struct StreamProcess(std::process::Child);
+
+impl StreamProcess {
+    /// Starts `fundwatch stream --config <config>`, its log in `log`.
+    pub fn spawn(config: &Path, log: &Path) -> Self {
+        use std::process::{Command, Stdio};
+        let log = std::fs::File::create(log).expect("child log");
+        let child = Command::new(env!("CARGO_BIN_EXE_fundwatch"))
+            .args(["stream", "--log-format", "text", "--config"])
+            .arg(config)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("starts fundwatch stream");
+        Self(child)
+    }
+
+    /// SIGKILL: no shutdown, no final commit, nothing flushed.
+    pub fn kill_9(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reaped");
+    }
+}
+
+impl Drop for StreamProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The same settings as a `fundwatch stream` TOML file.
 pub fn config_toml(config: &KafkaConfig) -> String {
     let mut text = format!(
@@ -299,6 +391,14 @@ pub fn config_toml(config: &KafkaConfig) -> String {
         config.batch.max_events,
         config.batch.max_wait_ms,
     );
+    if let Some(dir) = &config.state_dir {
+        // Keys of [kafka] must come before its sub-tables.
+        let at = text.find("\n[kafka.batch]").unwrap_or(text.len());
+        text.insert_str(
+            at,
+            &format!("state_dir = {:?}\n", dir.display().to_string()),
+        );
+    }
     for (key, value) in &config.consumer {
         text.push_str(&format!("\"{key}\" = \"{value}\"\n"));
     }

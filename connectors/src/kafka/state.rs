@@ -1,0 +1,233 @@
+//! History state per owned input partition (docs/history.md § 6.1).
+//!
+//! The input key is `patn_id`, so a person's history belongs to one input
+//! partition, and the instance that owns the partition owns that history. With
+//! `kafka.state_dir` set, each owned partition `p` has a [`DurableHistory`] in
+//! `state_dir/partition-<p>/` (snapshot + log); without it, each lives in memory
+//! and is lost with the process or the partition.
+//!
+//! The position a partition's state covers moves with the offsets, never ahead
+//! of them:
+//!
+//! - **Evaluated → memory.** The batch task applies a batch's events to their
+//!   partitions' stores at once (the next batch must see them as history) and
+//!   keeps each event's records as *pending*.
+//! - **Acknowledged → log.** When a partition's low-water mark passes a pending
+//!   event (all alerts of it and of everything before it are acknowledged), its
+//!   records are appended to the partition's log with that position, and only then
+//!   is the offset stored for the group commit. The log never holds an event whose
+//!   alerts could still be lost.
+//! - **Snapshot** when one is due and nothing is pending (the store is then exactly
+//!   the logged state), on revoke after the drain, and at shutdown.
+//! - **Assign**: open the directory (snapshot + log) and start reading at the first
+//!   offset it does not cover. Every event after that position is evaluated again
+//!   against exactly the history it saw the first time, so a restarted or new owner
+//!   sends the same alerts (same `jr_id`) and builds the same history. Without a
+//!   recorded position the group's committed offset applies and history starts
+//!   empty for that partition (logged).
+//!
+//! A state directory must be opened by one instance at a time: give each
+//! instance the same volume only when the group hands partitions over (a
+//! rebalance drains, snapshots and closes before the next owner opens).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use fundwatch_engine::Event;
+use fundwatch_engine::batch::EventBatch;
+use fundwatch_engine::history::{
+    DurableHistory, HistoryError, HistoryStore, HistoryView, PersonRecord, PersonStatuses,
+};
+use fundwatch_rules::Dictionaries;
+
+/// The histories of the partitions this instance owns.
+#[derive(Debug)]
+pub(crate) struct PartitionHistories {
+    /// `kafka.state_dir`; `None`: in memory.
+    root: Option<PathBuf>,
+    retention_days: u32,
+    snapshot_every: u64,
+    /// The deployment's registered deaths, one table for every partition.
+    statuses: Arc<PersonStatuses>,
+    parts: Mutex<BTreeMap<i32, PartitionState>>,
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    history: DurableHistory,
+    /// Records of evaluated events not yet logged, in offset order.
+    pending: VecDeque<(i64, Vec<PersonRecord>)>,
+}
+
+impl PartitionHistories {
+    pub fn new(
+        root: Option<PathBuf>,
+        retention_days: u32,
+        snapshot_every: u64,
+        statuses: Arc<PersonStatuses>,
+    ) -> Self {
+        Self {
+            root,
+            retention_days,
+            snapshot_every,
+            statuses,
+            parts: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn parts(&self) -> MutexGuard<'_, BTreeMap<i32, PartitionState>> {
+        // Every method leaves the map consistent; a panic elsewhere does not
+        // make it unusable.
+        self.parts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens partition `partition`'s history (restoring snapshot + log when it is
+    /// durable); returns the offset to resume reading from, when the state
+    /// records one.
+    pub fn open(&self, partition: i32) -> Result<Option<i64>, HistoryError> {
+        let started = Instant::now();
+        let mut history = match &self.root {
+            Some(root) => DurableHistory::open_partition(
+                root,
+                partition,
+                self.retention_days,
+                self.snapshot_every,
+            )?,
+            // In memory, a partition that comes back keeps what it had: this
+            // instance's own history is all there is.
+            None if self.parts().contains_key(&partition) => return Ok(None),
+            None => DurableHistory::in_memory(self.retention_days),
+        };
+        history.share_person_statuses(Arc::clone(&self.statuses));
+        let resume = history.position().map(|p| p as i64 + 1);
+        if history.is_durable() {
+            tracing::info!(
+                partition,
+                persons = history.store().persons(),
+                resume_from = resume,
+                took_ms = started.elapsed().as_millis() as u64,
+                "partition history restored"
+            );
+        }
+        self.parts().insert(
+            partition,
+            PartitionState {
+                history,
+                pending: VecDeque::new(),
+            },
+        );
+        Ok(resume)
+    }
+
+    /// Lets partition `partition` go. `snapshot`: write a snapshot first (a
+    /// revoke whose messages all finished, or shutdown); without it, or with
+    /// events still pending, the next owner replays the log and the input after it.
+    /// A history in memory is kept (it is lost only with the process): when the
+    /// partition comes back, as after a broker outage, it is still there.
+    pub fn close(&self, partition: i32, snapshot: bool) {
+        let mut parts = self.parts();
+        if parts
+            .get(&partition)
+            .is_none_or(|state| !state.history.is_durable())
+        {
+            return;
+        }
+        let Some(mut state) = parts.remove(&partition) else {
+            return;
+        };
+        drop(parts);
+        if !(snapshot && state.pending.is_empty()) {
+            return;
+        }
+        let started = Instant::now();
+        match state.history.snapshot() {
+            Ok(()) => tracing::info!(
+                partition,
+                took_ms = started.elapsed().as_millis() as u64,
+                "partition history snapshot written"
+            ),
+            Err(err) => tracing::warn!(
+                partition,
+                error = %err,
+                "cannot write the partition's history snapshot; its next owner replays the log instead"
+            ),
+        }
+    }
+
+    /// Partitions whose history is held.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.parts().keys().copied().collect()
+    }
+
+    /// Applies evaluated events — `(partition, offset, event)` in consumption
+    /// order — to their partitions' stores; keeps their records until
+    /// [`Self::acknowledged`] logs them. Events of a partition no longer owned are
+    /// skipped (its next owner reads them again).
+    pub fn record(&self, events: &[(i32, i64, &Event)]) {
+        if self.retention_days == 0 {
+            return;
+        }
+        let mut parts = self.parts();
+        for &(partition, offset, event) in events {
+            let Some(state) = parts.get_mut(&partition) else {
+                continue;
+            };
+            if state.history.is_durable() {
+                let records = HistoryStore::record_of(event);
+                state.history.apply_records(&records);
+                state.pending.push_back((offset, records));
+            } else if let Err(err) = state.history.apply(&[event], None) {
+                // In memory nothing can fail; a message rather than a panic all the same.
+                tracing::warn!(partition, error = %err, "recording history failed");
+            }
+        }
+    }
+
+    /// Partition `partition`'s low-water mark reached `next_offset`: every event
+    /// before it has its alerts acknowledged. Logs their records with that
+    /// position (then the offset may be stored) and snapshots when due.
+    pub fn acknowledged(&self, partition: i32, next_offset: i64) -> Result<(), HistoryError> {
+        let mut parts = self.parts();
+        let Some(state) = parts.get_mut(&partition) else {
+            return Ok(());
+        };
+        if !state.history.is_durable() || next_offset <= 0 {
+            return Ok(());
+        }
+        let position = (next_offset - 1) as u64;
+        if state.history.position() >= Some(position) {
+            return Ok(());
+        }
+        let mut records = Vec::new();
+        let mut events = 0;
+        while let Some((offset, _)) = state.pending.front()
+            && *offset < next_offset
+        {
+            if let Some((_, r)) = state.pending.pop_front() {
+                records.extend(r);
+                events += 1;
+            }
+        }
+        state.history.log(&records, events, position)?;
+        if state.pending.is_empty() && state.history.snapshot_due() {
+            let started = Instant::now();
+            state.history.snapshot()?;
+            tracing::info!(
+                partition,
+                took_ms = started.elapsed().as_millis() as u64,
+                "partition history snapshot written"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl HistoryView for PartitionHistories {
+    fn build(&self, events: &[&Event], dicts: &Dictionaries) -> EventBatch {
+        let parts = self.parts();
+        let stores: Vec<&HistoryStore> = parts.values().map(|s| s.history.store()).collect();
+        EventBatch::build_full(events, dicts, &stores, Some(&self.statuses))
+    }
+}

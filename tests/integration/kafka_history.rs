@@ -1,0 +1,231 @@
+//! History state survives a crash and follows a partition to its next owner
+//! (`kafka.state_dir`, SPEC § 9). The stream is one where most alerts need
+//! stored history: a payment-course drug (支付不超过14天) given daily, so from day
+//! 15 each event's alert depends on the 14 days before, evaluated earlier —
+//! often by the process that was killed or the instance that gave the
+//! partition up. A new owner without the state would miss those alerts or
+//! change their 涉及项; the tests require every expected alert, nothing else,
+//! and each one identical to what `Engine::evaluate` gives in one uninterrupted run.
+
+use crate::support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use fundwatch_connectors::kafka::{self, KafkaMetrics, Processor};
+use serde_json::Value;
+use support::broker::Broker;
+use support::{Collected, Collector, StreamProcess, TestEvent, Topics};
+
+const WAIT: Duration = Duration::from_secs(180);
+const PERSONS: usize = 60;
+const DAYS: usize = 30;
+
+/// The uninterrupted run's alerts by `jr_id` (without `emitted_at`).
+async fn expected(events: &[TestEvent]) -> BTreeMap<String, Value> {
+    let engine = support::national_engine().await;
+    let alerts = support::expected_alerts(&engine, events).await;
+    assert!(
+        alerts.len() >= PERSONS * (DAYS - 15),
+        "the stream should give history-dependent alerts, got {}",
+        alerts.len()
+    );
+    alerts
+        .into_iter()
+        .map(|a| (a["jr_id"].as_str().unwrap_or_default().to_string(), a))
+        .collect()
+}
+
+/// Every collected alert is an expected one, byte for byte apart from
+/// `emitted_at` (a redelivery included); returns the duplicates.
+fn assert_exactly(collected: &[Collected], expected: &BTreeMap<String, Value>) -> usize {
+    for c in collected {
+        let mut alert = c.json();
+        support::strip_emitted_at(&mut alert);
+        let id = alert["jr_id"].as_str().unwrap_or_default().to_string();
+        let Some(want) = expected.get(&id) else {
+            panic!("an alert nobody expected: {alert}");
+        };
+        assert_eq!(
+            &alert, want,
+            "an alert differs from the uninterrupted run (its history was not the same)"
+        );
+    }
+    collected.len() - support::jr_ids(collected).len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_keeps_the_history_state_and_every_history_alert_appears() {
+    let broker = Broker::start();
+    let topics = Topics::named("hkill");
+    broker.create_topic(&topics.input, 4).await;
+    broker.create_topic(&topics.alerts, 2).await;
+    broker.create_topic(&topics.dlq, 1).await;
+
+    let events = support::daily_course_messages(PERSONS, DAYS, "k");
+    let expected = expected(&events).await;
+    let expected_ids: BTreeSet<String> = expected.keys().cloned().collect();
+    // Days 0–19 first; the rest arrives while the first process dies.
+    let (first, second) = events.split_at(PERSONS * 20);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = support::pipeline_config(&broker.bootstrap(), &topics, "hkill");
+    config.batch.max_events = 16;
+    config.state_dir = Some(dir.path().join("state"));
+    let config_path = dir.path().join("stream.toml");
+    std::fs::write(&config_path, support::config_toml(&config)).expect("config file");
+    let logs = |n: usize| -> String {
+        (1..=n)
+            .map(|i| {
+                std::fs::read_to_string(dir.path().join(format!("stream-{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+
+    let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
+    let producer = support::producer(&broker.bootstrap());
+    support::produce(&producer, &topics.input, first).await;
+    let mut one = StreamProcess::spawn(&config_path, &dir.path().join("stream-1.log"));
+    collector
+        .wait_for(
+            WAIT,
+            "the first process's alerts",
+            |c| c.len() >= PERSONS,
+            || logs(1),
+        )
+        .await;
+    let rest = second.to_vec();
+    let bootstrap = broker.bootstrap();
+    let input = topics.input.clone();
+    let feeding = tokio::spawn(async move {
+        let producer = support::producer(&bootstrap);
+        for chunk in rest.chunks(50) {
+            support::produce(&producer, &input, chunk).await;
+        }
+    });
+    one.kill_9();
+    let at_kill = support::jr_ids(&collector.snapshot()).len();
+    assert!(
+        at_kill < expected_ids.len(),
+        "the kill must land mid-stream ({at_kill} of {} alerts seen)",
+        expected_ids.len()
+    );
+
+    let _two = StreamProcess::spawn(&config_path, &dir.path().join("stream-2.log"));
+    feeding.await.expect("second half produced");
+    let collected = collector
+        .wait_for(
+            WAIT,
+            "every expected alert after the restart",
+            |c| support::jr_ids(c).is_superset(&expected_ids),
+            || {
+                let seen = support::jr_ids(&collector.snapshot());
+                format!(
+                    "{} of {} expected alerts missing\n{}\n{}",
+                    expected_ids.difference(&seen).count(),
+                    expected_ids.len(),
+                    logs(2),
+                    broker.log_tail()
+                )
+            },
+        )
+        .await;
+    let duplicates = assert_exactly(&collected, &expected);
+    let restored = logs(2);
+    assert!(
+        restored.contains("partition history restored"),
+        "the second process restored the partitions' state\n{restored}"
+    );
+    println!(
+        "kill -9 with history: {} events, {} expected alerts all delivered and identical; {at_kill} seen before the kill, {duplicates} redelivered duplicates",
+        events.len(),
+        expected_ids.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebalance_hands_the_history_state_to_the_next_owner() {
+    let broker = Broker::start();
+    let topics = Topics::named("hgroup");
+    broker.create_topic(&topics.input, 4).await;
+    broker.create_topic(&topics.alerts, 2).await;
+    broker.create_topic(&topics.dlq, 1).await;
+
+    let events = support::daily_course_messages(PERSONS, DAYS, "g");
+    let expected = expected(&events).await;
+    let expected_ids: BTreeSet<String> = expected.keys().cloned().collect();
+    let (first, rest) = events.split_at(PERSONS * 18);
+
+    // One volume for both instances: a revoke snapshots, the next owner opens.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = support::pipeline_config(&broker.bootstrap(), &topics, "hgroup");
+    config.batch.max_events = 16;
+    config.state_dir = Some(dir.path().to_path_buf());
+    let engine = support::national_engine().await;
+    let a = kafka::start(
+        Processor::Evaluate(engine.clone()),
+        config.clone(),
+        KafkaMetrics::new(),
+    )
+    .expect("instance A starts");
+    let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
+    let producer = support::producer(&broker.bootstrap());
+    support::produce(&producer, &topics.input, first).await;
+    let a_metrics = a.metrics().clone();
+    let n_first = first.len() as u64;
+    support::wait_until(WAIT, "instance A through days 0-17", || {
+        a_metrics.messages_done.get() >= n_first
+    })
+    .await;
+
+    // B joins: the partitions are shared out, A's revoked ones reach B with their
+    // state; days 18-29 need days 4-17, which only A evaluated.
+    let b = kafka::start(Processor::Evaluate(engine), config, KafkaMetrics::new())
+        .expect("instance B starts");
+    let b_metrics = b.metrics().clone();
+    support::wait_until(WAIT, "instance B assigned partitions", || {
+        b_metrics.rebalances.with_label_values(&["assign"]).get() > 0
+            && b_metrics.assigned_partitions.get() > 0
+    })
+    .await;
+    support::produce(&producer, &topics.input, rest).await;
+    let collected = collector
+        .wait_for(
+            WAIT,
+            "every expected alert",
+            |c| support::jr_ids(c).is_superset(&expected_ids),
+            || {
+                let seen = support::jr_ids(&collector.snapshot());
+                format!(
+                    "{} of {} expected alerts missing\nA:\n{}\nB:\n{}",
+                    expected_ids.difference(&seen).count(),
+                    expected_ids.len(),
+                    a_metrics.render(),
+                    b_metrics.render()
+                )
+            },
+        )
+        .await;
+    let duplicates = assert_exactly(&collected, &expected);
+    let report_a = a.stop().await.expect("A stops cleanly");
+    let report_b = b.stop().await.expect("B stops cleanly");
+    assert!(
+        report_b.messages_done > 0,
+        "B evaluated part of the stream after the hand-over"
+    );
+    let snapshots = std::fs::read_dir(dir.path())
+        .expect("state dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("snapshot.bin").exists())
+        .count();
+    assert_eq!(snapshots, 4, "one state directory per input partition");
+    println!(
+        "rebalance with history: {} events; A evaluated {}, B {}; {} expected alerts all seen and identical, {duplicates} duplicates",
+        events.len(),
+        report_a.messages_done,
+        report_b.messages_done,
+        expected_ids.len()
+    );
+}
