@@ -191,6 +191,37 @@ struct Volume {
     name: String,
     config_map: Option<NameRef>,
     empty_dir: Option<BTreeMap<String, serde_norway::Value>>,
+    persistent_volume_claim: Option<ClaimRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ClaimRef {
+    claim_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PersistentVolumeClaim {
+    api_version: String,
+    kind: String,
+    metadata: ObjectMeta,
+    spec: ClaimSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ClaimSpec {
+    access_modes: Vec<String>,
+    resources: ClaimResources,
+    #[serde(default)]
+    storage_class_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ClaimResources {
+    requests: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -466,8 +497,36 @@ fn kubernetes_manifests_match_the_api_schema_and_each_other() {
         (config_map.api_version.as_str(), config_map.kind.as_str()),
         ("v1", "ConfigMap")
     );
+    let claim: PersistentVolumeClaim = parse("deploy/k8s/history-pvc.yaml");
+    assert_eq!(
+        (claim.api_version.as_str(), claim.kind.as_str()),
+        ("v1", "PersistentVolumeClaim")
+    );
+    assert_eq!(
+        claim.spec.access_modes,
+        ["ReadWriteMany"],
+        "every pod mounts the history volume: a partition's state follows it to any pod"
+    );
+    assert!(claim.spec.resources.requests.contains_key("storage"));
+    let _ = (&claim.spec.storage_class_name, &claim.metadata.labels);
     for volume in &pod.volumes {
         let _ = &volume.empty_dir;
+        if let Some(pvc) = &volume.persistent_volume_claim {
+            assert_eq!(pvc.claim_name, claim.metadata.name, "the shipped claim");
+            let mount = container
+                .volume_mounts
+                .iter()
+                .find(|m| m.name == volume.name)
+                .expect("the claim is mounted");
+            let state_dir = format!("state_dir = \"{}\"", mount.mount_path);
+            assert!(
+                config_map
+                    .data
+                    .get("fundwatch.toml")
+                    .is_some_and(|t| t.contains(&state_dir)),
+                "kafka.state_dir is the mounted claim ({state_dir})"
+            );
+        }
         if let Some(cm) = &volume.config_map {
             assert_eq!(
                 cm.name, config_map.metadata.name,

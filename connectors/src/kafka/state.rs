@@ -231,3 +231,99 @@ impl HistoryView for PartitionHistories {
         EventBatch::build_full(events, dicts, &stores, Some(&self.statuses))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fundwatch_engine::decode_value;
+
+    fn event(patn: &str, day: u32) -> Event {
+        decode_value(&serde_json::json!({
+            "patient_dtos": [{
+                "patn_id": patn, "curr_mdtrt_id": format!("M-{patn}-{day}"),
+                "fsi_encounter_dtos": [{
+                    "mdtrt_id": format!("M-{patn}-{day}"),
+                    "adm_date": format!("2026-03-{day:02} 08:00:00"),
+                    "fsi_order_dtos": [{"rx_id": format!("R-{patn}-{day}"), "hilist_code": "X1",
+                        "cnt": 1, "drord_begn_date": format!("2026-03-{day:02} 09:00:00")}]
+                }]
+            }]
+        }))
+        .expect("event")
+    }
+
+    fn histories(root: &std::path::Path, snapshot_every: u64) -> PartitionHistories {
+        PartitionHistories::new(
+            Some(root.to_path_buf()),
+            400,
+            snapshot_every,
+            Arc::new(PersonStatuses::default()),
+        )
+    }
+
+    fn lines_of(h: &PartitionHistories, partition: i32, patn: &str) -> usize {
+        h.parts()
+            .get(&partition)
+            .and_then(|s| s.history.store().person(patn).map(|p| p.line_count()))
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn only_acknowledged_events_are_logged_and_a_reopen_resumes_after_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = histories(dir.path(), 1_000);
+        assert_eq!(
+            h.open(2).expect("opens"),
+            None,
+            "a new partition has no position"
+        );
+        let (e10, e11, e12) = (event("A", 1), event("A", 2), event("B", 3));
+        h.record(&[(2, 10, &e10), (2, 11, &e11), (2, 12, &e12)]);
+        // Evaluated events are history for the next batch at once.
+        assert_eq!(lines_of(&h, 2, "A"), 2);
+        // Offsets 10 and 11 acknowledged, 12 not.
+        h.acknowledged(2, 12).expect("logs");
+        drop(h); // a crash: no snapshot, no close
+
+        let h = histories(dir.path(), 1_000);
+        assert_eq!(
+            h.open(2).expect("reopens"),
+            Some(12),
+            "reading resumes at the first event the log does not cover"
+        );
+        assert_eq!(lines_of(&h, 2, "A"), 2, "A's two logged events are back");
+        assert_eq!(lines_of(&h, 2, "B"), 0, "B's unacknowledged event is not");
+    }
+
+    #[test]
+    fn a_snapshot_waits_until_nothing_is_pending_and_close_keeps_memory_histories() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = histories(dir.path(), 2);
+        h.open(0).expect("opens");
+        let snapshot = dir.path().join("partition-0").join("snapshot.bin");
+        let written = || std::fs::metadata(&snapshot).and_then(|m| m.modified()).ok();
+        let at_open = written();
+        let events: Vec<Event> = (1..=4).map(|d| event("A", d)).collect();
+        let located: Vec<(i32, i64, &Event)> =
+            events.iter().zip(0..).map(|(e, o)| (0, o, e)).collect();
+        h.record(&located);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        h.acknowledged(0, 2).expect("logs");
+        assert_eq!(written(), at_open, "due, but two events are still pending");
+        h.acknowledged(0, 4).expect("logs");
+        assert_ne!(written(), at_open, "due and nothing pending: snapshot");
+
+        h.close(0, true);
+        assert!(h.partitions().is_empty(), "a durable partition is let go");
+        let memory = PartitionHistories::new(None, 400, 2, Arc::new(PersonStatuses::default()));
+        memory.open(1).expect("opens");
+        memory.record(&[(1, 0, &events[0])]);
+        memory.close(1, true);
+        assert_eq!(memory.open(1).expect("reopens"), None);
+        assert_eq!(
+            lines_of(&memory, 1, "A"),
+            1,
+            "in memory a partition that comes back keeps its history"
+        );
+    }
+}
