@@ -2,7 +2,7 @@
 //! batch) goes through, so the three give the same alerts for the same input.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::NaiveDateTime;
 use fundwatch_kb::KnowledgePoint;
@@ -39,6 +39,11 @@ pub struct Engine {
     history: Arc<Mutex<DurableHistory>>,
     /// Where stage durations go (metrics); `None` measures nothing.
     observer: Option<Arc<dyn StageObserver>>,
+    /// Where evaluations read history when it is not (only) this engine's own
+    /// store: the Kafka pipeline attaches its partitions' histories, so that the
+    /// HTTP service beside it (`fundwatch serve` with `[kafka]`) sees the streamed
+    /// settlements. Shared by clones.
+    view: Arc<RwLock<Option<Arc<dyn HistoryView>>>>,
 }
 
 /// One micro-batch's findings grouped into alerts: (event, rule, alert_key) → rows.
@@ -64,6 +69,7 @@ impl Engine {
             clock,
             history: Arc::new(Mutex::new(history)),
             observer: None,
+            view: Arc::default(),
         }
     }
 
@@ -89,12 +95,20 @@ impl Engine {
             clock: self.clock,
             history: Arc::new(Mutex::new(history)),
             observer: self.observer.clone(),
+            view: Arc::default(),
         }
     }
 
     /// The history shared by this engine's clones.
     pub fn history(&self) -> &Arc<Mutex<DurableHistory>> {
         &self.history
+    }
+
+    /// From now on this engine and its clones read history through `view` (which
+    /// should include [`Engine::history`]'s store); recording still goes to
+    /// [`Engine::history`].
+    pub fn attach_history_view(&self, view: Arc<dyn HistoryView>) {
+        *self.view.write().unwrap_or_else(PoisonError::into_inner) = Some(view);
     }
 
     /// The program of the newest KB version of the current deployment (pack
@@ -157,7 +171,15 @@ impl Engine {
     /// each group is one engine call on that version's program, and the alerts
     /// come back in input order.
     pub async fn evaluate_only(&self, events: &[&Event]) -> Result<Vec<Vec<Alert>>, EvalError> {
-        self.evaluate_only_with(events, &*self.history).await
+        let view = self
+            .view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match view {
+            Some(view) => self.evaluate_only_with(events, &*view).await,
+            None => self.evaluate_only_with(events, &*self.history).await,
+        }
     }
 
     /// [`Engine::evaluate_only`] against another history than this engine's: the

@@ -10,13 +10,13 @@
 
 use crate::support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fundwatch_connectors::kafka::{self, KafkaMetrics, Processor};
 use serde_json::Value;
 use support::broker::Broker;
-use support::{Collector, StreamProcess, Topics};
+use support::{Collector, Topics};
 
 const WAIT: Duration = Duration::from_secs(180);
 
@@ -24,9 +24,7 @@ const WAIT: Duration = Duration::from_secs(180);
 async fn labelled_stream_gives_exactly_the_expected_alerts() {
     let broker = Broker::start();
     let topics = Topics::named("golden");
-    broker.create_topic(&topics.input, 4).await;
-    broker.create_topic(&topics.alerts, 2).await;
-    broker.create_topic(&topics.dlq, 1).await;
+    support::create_topics(&broker, &topics, 4).await;
 
     let engine = support::national_engine().await;
     let events = support::labelled_events(&engine, 2, "golden");
@@ -109,9 +107,7 @@ async fn labelled_stream_gives_exactly_the_expected_alerts() {
 async fn kill_9_mid_stream_loses_no_expected_alert() {
     let broker = Broker::start();
     let topics = Topics::named("kill");
-    broker.create_topic(&topics.input, 4).await;
-    broker.create_topic(&topics.alerts, 2).await;
-    broker.create_topic(&topics.dlq, 1).await;
+    support::create_topics(&broker, &topics, 4).await;
 
     let engine = support::national_engine().await;
     // Each case is one request whose alerts depend on it alone (history carried
@@ -123,117 +119,28 @@ async fn kill_9_mid_stream_loses_no_expected_alert() {
     let events = support::labelled_events_of(&engine, 8, "kill", |rule| {
         !rule.sql.contains("trace_uses") && rule.cases.iter().all(|c| c.person_status.is_empty())
     });
-    let expected = support::expected_alerts(&engine, &events).await;
-    let expected_ids: BTreeSet<String> = expected
-        .iter()
-        .map(|a| a["jr_id"].as_str().unwrap_or_default().to_string())
-        .collect();
-    let (first, second) = events.split_at(events.len() / 2);
+    let expected = support::by_jr_id(support::expected_alerts(&engine, &events).await);
+    let expected_ids: BTreeSet<String> = expected.keys().cloned().collect();
 
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut config = support::pipeline_config(&broker.bootstrap(), &topics, "kill");
     // Small batches: the kill lands between many acknowledgements.
     config.batch.max_events = 16;
-    let config_path = dir.path().join("stream.toml");
-    std::fs::write(&config_path, support::config_toml(&config)).expect("config file");
-    let logs = |n: usize| -> String {
-        (1..=n)
-            .map(|i| {
-                std::fs::read_to_string(dir.path().join(format!("stream-{i}.log")))
-                    .unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
-
-    let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
-    let producer = support::producer(&broker.bootstrap());
-    support::produce(&producer, &topics.input, first).await;
-
-    let mut one = StreamProcess::spawn(&config_path, &dir.path().join("stream-1.log"));
-    let some = expected.len() / 8;
-    collector
-        .wait_for(
-            WAIT,
-            "the first process's alerts",
-            |c| c.len() >= some,
-            || logs(1),
-        )
-        .await;
-    // The rest of the stream arrives while the process dies.
-    let rest = second.to_vec();
-    let bootstrap = broker.bootstrap();
-    let input = topics.input.clone();
-    let feeding = tokio::spawn(async move {
-        let producer = support::producer(&bootstrap);
-        for chunk in rest.chunks(50) {
-            support::produce(&producer, &input, chunk).await;
-        }
-    });
-    one.kill_9();
-    let at_kill = support::jr_ids(&collector.snapshot()).len();
-    assert!(
-        at_kill < expected_ids.len(),
-        "the kill must land mid-stream ({at_kill} of {} alerts seen)",
-        expected_ids.len()
-    );
-
-    let _two = StreamProcess::spawn(&config_path, &dir.path().join("stream-2.log"));
-    feeding.await.expect("second half produced");
-    let collected = collector
-        .wait_for(
-            WAIT,
-            "every expected alert after the restart",
-            |c| support::jr_ids(c).is_superset(&expected_ids),
-            || {
-                let seen = support::jr_ids(&collector.snapshot());
-                let missing: Vec<&str> = expected
-                    .iter()
-                    .filter(|a| !seen.contains(a["jr_id"].as_str().unwrap_or_default()))
-                    .filter_map(|a| a["task_id"].as_str())
-                    .take(20)
-                    .collect();
-                format!(
-                    "{} of {} expected alerts missing, e.g. of tasks {missing:?}\n{}\n{}",
-                    expected_ids.len() - expected_ids.intersection(&seen).count(),
-                    expected_ids.len(),
-                    logs(2),
-                    broker.log_tail()
-                )
-            },
-        )
-        .await;
-
-    // Each jr_id stands for exactly one expected alert; duplicates are
-    // byte-identical apart from emitted_at.
-    let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for c in &collected {
-        let mut alert = c.json();
-        support::strip_emitted_at(&mut alert);
-        by_id
-            .entry(alert["jr_id"].as_str().unwrap_or_default().to_string())
-            .or_default()
-            .push(alert);
-    }
-    let unexpected: Vec<&String> = by_id
-        .keys()
-        .filter(|id| !expected_ids.contains(*id))
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "alerts nobody expected: {unexpected:?}"
-    );
-    for copies in by_id.values() {
-        assert!(
-            copies.windows(2).all(|w| w[0] == w[1]),
-            "a redelivery changed an alert"
-        );
-    }
-    let duplicates = collected.len() - by_id.len();
+    let run = support::kill_9_mid_stream(
+        &broker,
+        &config,
+        events.split_at(events.len() / 2),
+        expected.len() / 8,
+        &expected_ids,
+    )
+    .await;
+    // Each jr_id stands for exactly one expected alert; redeliveries are
+    // identical to it apart from emitted_at.
+    let duplicates = support::assert_exactly(&run.collected, &expected);
     println!(
-        "kill -9: {} events, {} expected alerts all delivered; {at_kill} seen before the kill, {duplicates} redelivered duplicates (same jr_id)",
+        "kill -9: {} events, {} expected alerts all delivered; {} seen before the kill, {duplicates} redelivered duplicates (same jr_id)",
         events.len(),
-        expected_ids.len()
+        expected_ids.len(),
+        run.at_kill
     );
 }
 
@@ -241,7 +148,7 @@ async fn kill_9_mid_stream_loses_no_expected_alert() {
 async fn broker_outage_is_survived() {
     let broker = Broker::start();
     let topics = Topics::named("outage");
-    create_topics(&broker, &topics).await;
+    support::create_topics(&broker, &topics, 2).await;
 
     let engine = support::national_engine().await;
     let before = support::labelled_events(&engine, 1, "before");
@@ -308,10 +215,4 @@ async fn broker_outage_is_survived() {
         report.messages,
         errors
     );
-}
-
-async fn create_topics(broker: &Broker, topics: &Topics) {
-    broker.create_topic(&topics.input, 2).await;
-    broker.create_topic(&topics.alerts, 1).await;
-    broker.create_topic(&topics.dlq, 1).await;
 }

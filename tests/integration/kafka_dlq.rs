@@ -17,9 +17,7 @@ async fn poison_messages_go_to_the_dlq_and_the_stream_goes_on() {
     let broker = Broker::start();
     let topics = Topics::named("dlq");
     // One partition: the poison sits between the good events.
-    broker.create_topic(&topics.input, 1).await;
-    broker.create_topic(&topics.alerts, 1).await;
-    broker.create_topic(&topics.dlq, 1).await;
+    support::create_topics(&broker, &topics, 1).await;
 
     let engine = support::national_engine().await;
     // Two events with alerts: one before the poison, one after.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use fundwatch_connectors::kafka::{self, KafkaMetrics, Processor};
 use serde_json::Value;
 use support::broker::Broker;
-use support::{Collected, Collector, StreamProcess, TestEvent, Topics};
+use support::{Collector, TestEvent, Topics};
 
 const WAIT: Duration = Duration::from_secs(180);
 const PERSONS: usize = 60;
@@ -30,118 +30,42 @@ async fn expected(events: &[TestEvent]) -> BTreeMap<String, Value> {
         "the stream should give history-dependent alerts, got {}",
         alerts.len()
     );
-    alerts
-        .into_iter()
-        .map(|a| (a["jr_id"].as_str().unwrap_or_default().to_string(), a))
-        .collect()
-}
-
-/// Every collected alert is an expected one, byte for byte apart from
-/// `emitted_at` (a redelivery included); returns the duplicates.
-fn assert_exactly(collected: &[Collected], expected: &BTreeMap<String, Value>) -> usize {
-    for c in collected {
-        let mut alert = c.json();
-        support::strip_emitted_at(&mut alert);
-        let id = alert["jr_id"].as_str().unwrap_or_default().to_string();
-        let Some(want) = expected.get(&id) else {
-            panic!("an alert nobody expected: {alert}");
-        };
-        assert_eq!(
-            &alert, want,
-            "an alert differs from the uninterrupted run (its history was not the same)"
-        );
-    }
-    collected.len() - support::jr_ids(collected).len()
+    support::by_jr_id(alerts)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_keeps_the_history_state_and_every_history_alert_appears() {
     let broker = Broker::start();
     let topics = Topics::named("hkill");
-    broker.create_topic(&topics.input, 4).await;
-    broker.create_topic(&topics.alerts, 2).await;
-    broker.create_topic(&topics.dlq, 1).await;
+    support::create_topics(&broker, &topics, 4).await;
 
     let events = support::daily_course_messages(PERSONS, DAYS, "k");
     let expected = expected(&events).await;
     let expected_ids: BTreeSet<String> = expected.keys().cloned().collect();
-    // Days 0–19 first; the rest arrives while the first process dies.
-    let (first, second) = events.split_at(PERSONS * 20);
-
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = support::pipeline_config(&broker.bootstrap(), &topics, "hkill");
     config.batch.max_events = 16;
     config.state_dir = Some(dir.path().join("state"));
-    let config_path = dir.path().join("stream.toml");
-    std::fs::write(&config_path, support::config_toml(&config)).expect("config file");
-    let logs = |n: usize| -> String {
-        (1..=n)
-            .map(|i| {
-                std::fs::read_to_string(dir.path().join(format!("stream-{i}.log")))
-                    .unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
-
-    let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
-    let producer = support::producer(&broker.bootstrap());
-    support::produce(&producer, &topics.input, first).await;
-    let mut one = StreamProcess::spawn(&config_path, &dir.path().join("stream-1.log"));
-    collector
-        .wait_for(
-            WAIT,
-            "the first process's alerts",
-            |c| c.len() >= PERSONS,
-            || logs(1),
-        )
-        .await;
-    let rest = second.to_vec();
-    let bootstrap = broker.bootstrap();
-    let input = topics.input.clone();
-    let feeding = tokio::spawn(async move {
-        let producer = support::producer(&bootstrap);
-        for chunk in rest.chunks(50) {
-            support::produce(&producer, &input, chunk).await;
-        }
-    });
-    one.kill_9();
-    let at_kill = support::jr_ids(&collector.snapshot()).len();
+    // Days 0–19 first; the rest arrives while the first process dies.
+    let run = support::kill_9_mid_stream(
+        &broker,
+        &config,
+        events.split_at(PERSONS * 20),
+        PERSONS,
+        &expected_ids,
+    )
+    .await;
+    let duplicates = support::assert_exactly(&run.collected, &expected);
     assert!(
-        at_kill < expected_ids.len(),
-        "the kill must land mid-stream ({at_kill} of {} alerts seen)",
-        expected_ids.len()
-    );
-
-    let _two = StreamProcess::spawn(&config_path, &dir.path().join("stream-2.log"));
-    feeding.await.expect("second half produced");
-    let collected = collector
-        .wait_for(
-            WAIT,
-            "every expected alert after the restart",
-            |c| support::jr_ids(c).is_superset(&expected_ids),
-            || {
-                let seen = support::jr_ids(&collector.snapshot());
-                format!(
-                    "{} of {} expected alerts missing\n{}\n{}",
-                    expected_ids.difference(&seen).count(),
-                    expected_ids.len(),
-                    logs(2),
-                    broker.log_tail()
-                )
-            },
-        )
-        .await;
-    let duplicates = assert_exactly(&collected, &expected);
-    let restored = logs(2);
-    assert!(
-        restored.contains("partition history restored"),
-        "the second process restored the partitions' state\n{restored}"
+        run.log.contains("partition history restored"),
+        "the second process restored the partitions' state\n{}",
+        run.log
     );
     println!(
-        "kill -9 with history: {} events, {} expected alerts all delivered and identical; {at_kill} seen before the kill, {duplicates} redelivered duplicates",
+        "kill -9 with history: {} events, {} expected alerts all delivered and identical; {} seen before the kill, {duplicates} redelivered duplicates",
         events.len(),
-        expected_ids.len()
+        expected_ids.len(),
+        run.at_kill
     );
 }
 
@@ -149,9 +73,7 @@ async fn kill_9_keeps_the_history_state_and_every_history_alert_appears() {
 async fn a_rebalance_hands_the_history_state_to_the_next_owner() {
     let broker = Broker::start();
     let topics = Topics::named("hgroup");
-    broker.create_topic(&topics.input, 4).await;
-    broker.create_topic(&topics.alerts, 2).await;
-    broker.create_topic(&topics.dlq, 1).await;
+    support::create_topics(&broker, &topics, 4).await;
 
     let events = support::daily_course_messages(PERSONS, DAYS, "g");
     let expected = expected(&events).await;
@@ -208,7 +130,7 @@ async fn a_rebalance_hands_the_history_state_to_the_next_owner() {
             },
         )
         .await;
-    let duplicates = assert_exactly(&collected, &expected);
+    let duplicates = support::assert_exactly(&collected, &expected);
     let report_a = a.stop().await.expect("A stops cleanly");
     let report_b = b.stop().await.expect("B stops cleanly");
     assert!(

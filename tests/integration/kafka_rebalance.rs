@@ -18,9 +18,7 @@ const WAIT: Duration = Duration::from_secs(180);
 async fn two_instances_share_partitions_and_every_alert_appears() {
     let broker = Broker::start();
     let topics = Topics::named("group");
-    broker.create_topic(&topics.input, 4).await;
-    broker.create_topic(&topics.alerts, 2).await;
-    broker.create_topic(&topics.dlq, 1).await;
+    support::create_topics(&broker, &topics, 4).await;
 
     let engine = support::national_engine().await;
     let events = support::labelled_events(&engine, 6, "group");

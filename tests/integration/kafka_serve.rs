@@ -49,9 +49,7 @@ fn http_status(addr: SocketAddr, path: &str) -> Option<String> {
 async fn serve_runs_http_and_the_kafka_pipeline_and_stops_cleanly_on_sigterm() {
     let broker = Broker::start();
     let topics = Topics::named("serve");
-    broker.create_topic(&topics.input, 2).await;
-    broker.create_topic(&topics.alerts, 1).await;
-    broker.create_topic(&topics.dlq, 1).await;
+    support::create_topics(&broker, &topics, 2).await;
 
     // Events whose alerts depend on themselves alone (see the kill -9 test).
     let engine = support::national_engine().await;
@@ -120,6 +118,44 @@ async fn serve_runs_http_and_the_kafka_pipeline_and_stops_cleanly_on_sigterm() {
         "HTTP still served beside the pipeline"
     );
 
+    // One history for both: a person's daily payment-course drug settled over
+    // Kafka for 15 days, then day 16 checked over HTTP (3101, 事前) — only the
+    // streamed days make it exceed the 14-day course.
+    let mut streamed = support::daily_course_messages(1, 16, "serve");
+    let checked = streamed.pop().expect("day 16");
+    let checked: serde_json::Value = serde_json::from_slice(&checked.json).expect("JSON");
+    support::produce(&producer, &topics.input, &streamed).await;
+    let last_task = streamed
+        .last()
+        .map(|e| e.task_id.clone())
+        .unwrap_or_default();
+    collector
+        .wait_for(
+            WAIT,
+            "the streamed course's day-15 alert",
+            |c| c.iter().any(|a| a.json()["task_id"] == last_task.as_str()),
+            &log,
+        )
+        .await;
+    let request = serde_json::json!({
+        "infno": "3101", "fixmedins_code": "H43079600001", "fixmedins_name": "测试医院",
+        "input": { "data": checked },
+    });
+    let reply = crate::http_support::call(
+        addr,
+        hyper::Method::POST,
+        "/fsi/3101",
+        Some("key-of-hospital-a-0123456789"),
+        Some(request.to_string().into_bytes()),
+    )
+    .await;
+    assert!(
+        reply.status.is_success() && reply.text.contains("GZ10000101010000"),
+        "the HTTP check sees the settlements streamed through Kafka as history: {}\n{}",
+        reply.text,
+        log()
+    );
+
     // SIGTERM: finish, commit, leave, exit 0.
     let status = Command::new("kill")
         .args(["-TERM", &serve.0.id().to_string()])
@@ -158,7 +194,7 @@ async fn serve_runs_http_and_the_kafka_pipeline_and_stops_cleanly_on_sigterm() {
         .sum();
     assert_eq!(
         total,
-        events.len() as i64,
+        (events.len() + streamed.len()) as i64,
         "the offsets of every event are committed at shutdown\n{}",
         log()
     );

@@ -3,7 +3,7 @@
 //! Where a settlement on Kafka becomes an alert on Kafka:
 //! [`source`] (an rdkafka `StreamConsumer` in a consumer group, on its own thread)
 //! registers each message's offset in the [`offsets`] tracker and queues it →
-//! [`pipeline`] closes micro-batches (256 events or 5 ms by default), decodes them
+//! [`pipeline`] closes micro-batches (1,024 events or 5 ms by default), decodes them
 //! with the engine's lenient decoder and calls [`Engine::evaluate`] once per batch
 //! → [`sink`] sends each alert (key `fixmedins_code`, value the alert JSON) with
 //! the idempotent producer, and each undecodable message to the dead-letter topic

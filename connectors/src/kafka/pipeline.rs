@@ -229,12 +229,18 @@ pub fn start(
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .person_statuses();
-            Some(Arc::new(PartitionHistories::new(
+            let histories = PartitionHistories::new(
                 config.state_dir.clone(),
                 engine.program().history_days(),
                 config.snapshot_every,
                 statuses,
-            )))
+            )
+            .reading_also(Arc::clone(engine.history()));
+            let histories = Arc::new(histories);
+            // Other users of the engine (the HTTP service of `fundwatch serve`)
+            // see the streamed settlements as history too.
+            engine.attach_history_view(histories.clone());
+            Some(histories)
         }
         Processor::Forward => None,
     };

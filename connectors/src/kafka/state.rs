@@ -51,6 +51,10 @@ pub(crate) struct PartitionHistories {
     snapshot_every: u64,
     /// The deployment's registered deaths, one table for every partition.
     statuses: Arc<PersonStatuses>,
+    /// The engine's own history, read beside the partitions' (what the HTTP
+    /// service records when `fundwatch serve` runs the pipeline too, and the
+    /// person-status table as reloaded). Locked before `parts`, always.
+    shared: Option<Arc<Mutex<DurableHistory>>>,
     parts: Mutex<BTreeMap<i32, PartitionState>>,
 }
 
@@ -73,8 +77,15 @@ impl PartitionHistories {
             retention_days,
             snapshot_every,
             statuses,
+            shared: None,
             parts: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Reads `shared` (an engine's own history) beside the partitions'.
+    pub fn reading_also(mut self, shared: Arc<Mutex<DurableHistory>>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     fn parts(&self) -> MutexGuard<'_, BTreeMap<i32, PartitionState>> {
@@ -226,9 +237,18 @@ impl PartitionHistories {
 
 impl HistoryView for PartitionHistories {
     fn build(&self, events: &[&Event], dicts: &Dictionaries) -> EventBatch {
+        let shared = self
+            .shared
+            .as_ref()
+            .map(|h| h.lock().unwrap_or_else(PoisonError::into_inner));
         let parts = self.parts();
-        let stores: Vec<&HistoryStore> = parts.values().map(|s| s.history.store()).collect();
-        EventBatch::build_full(events, dicts, &stores, Some(&self.statuses))
+        let mut stores: Vec<&HistoryStore> = parts.values().map(|s| s.history.store()).collect();
+        stores.extend(shared.as_ref().map(|h| h.store()));
+        let statuses = match &shared {
+            Some(h) => &h.store().statuses,
+            None => &self.statuses,
+        };
+        EventBatch::build_full(events, dicts, &stores, Some(statuses))
     }
 }
 

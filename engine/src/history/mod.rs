@@ -53,7 +53,7 @@ use crate::event::Event;
 /// The stored history an evaluation reads. It is locked only while a micro-batch's
 /// tables are built, so recording (and a Kafka partition's assignment) waits for
 /// a build, never for a whole evaluation.
-pub trait HistoryView: Send + Sync {
+pub trait HistoryView: Send + Sync + std::fmt::Debug {
     /// The tables of `events` with the history (and person statuses) this view holds.
     fn build(&self, events: &[&Event], dicts: &Dictionaries) -> EventBatch;
 }

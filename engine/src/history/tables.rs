@@ -11,7 +11,7 @@ use arrow::array::{
 use fundwatch_rules::Dictionaries;
 
 use super::store::{
-    HistEncounter, HistLine, HistoryStore, StoredEncounter, StoredLine, TraceRecord,
+    HistEncounter, HistLine, HistoryStore, PersonHistory, StoredEncounter, StoredLine, TraceRecord,
     encounter_record, line_record,
 };
 use crate::batch::{TableName, table_schema};
@@ -232,10 +232,13 @@ pub fn history_tables(
     stores: &[&HistoryStore],
     dicts: &Dictionaries,
 ) -> HistoryTables {
-    let person_of = |patn_id: &str| {
+    // Every store that knows a person (usually one: the person's partition;
+    // `fundwatch serve` adds the HTTP service's own).
+    let holders_of = |patn_id: &str| -> Vec<(&HistoryStore, &PersonHistory)> {
         stores
             .iter()
-            .find_map(|&s| s.person(patn_id).map(|person| (s, person)))
+            .filter_map(|&s| s.person(patn_id).map(|person| (s, person)))
+            .collect()
     };
     let trace_of = |code: &str| stores.iter().find_map(|&s| s.trace(code).map(|t| (s, t)));
     let mut b = Builders::default();
@@ -311,7 +314,13 @@ pub fn history_tables(
                     b.encounter(event_idx, &patient.patn_id, &row);
                 }
             }
-            if let Some((s, person)) = person_of(&patient.patn_id) {
+            let holders = holders_of(&patient.patn_id);
+            // With several stores the same line may be in more than one: the
+            // first store's copy counts.
+            let several = holders.len() > 1;
+            let mut emitted_lines: HashSet<(&str, &str)> = HashSet::new();
+            let mut emitted_encs: HashSet<&str> = HashSet::new();
+            for (s, person) in holders {
                 for enc in &person.encounters {
                     let setting =
                         setting_of(dicts, area, s.sym(enc.med_mdtrt_type), s.sym(enc.med_type));
@@ -322,16 +331,20 @@ pub fn history_tables(
                     let in_request = own_encounters.contains(&*enc.mdtrt_id);
                     let in_batch = seen_enc.contains(&*enc.mdtrt_id);
                     for line in &enc.lines {
-                        if in_request || in_batch {
-                            let key = (&*enc.mdtrt_id, enc.rx_id(line));
-                            if own_lines.contains(&key) || seen_lines.contains(&key) {
-                                continue;
-                            }
+                        let key = (&*enc.mdtrt_id, enc.rx_id(line));
+                        if (in_request || in_batch)
+                            && (own_lines.contains(&key) || seen_lines.contains(&key))
+                        {
+                            continue;
+                        }
+                        if several && !emitted_lines.insert(key) {
+                            continue;
                         }
                         let row = stored_line(s, enc, line, medins_id, setting);
                         b.line(event_idx, &patient.patn_id, &row);
                     }
-                    if enc.listed && !in_request && !in_batch {
+                    let repeated = several && !emitted_encs.insert(&enc.mdtrt_id);
+                    if enc.listed && !in_request && !in_batch && !repeated {
                         let row = EncRow {
                             mdtrt_id: &enc.mdtrt_id,
                             medins_id,

@@ -378,6 +378,123 @@ impl Drop for StreamProcess {
     }
 }
 
+/// Creates the input topic with `input_partitions` partitions, and the alerts
+/// (2) and dead-letter (1) topics.
+pub async fn create_topics(broker: &broker::Broker, topics: &Topics, input_partitions: i32) {
+    broker.create_topic(&topics.input, input_partitions).await;
+    broker.create_topic(&topics.alerts, 2).await;
+    broker.create_topic(&topics.dlq, 1).await;
+}
+
+/// Alerts (JSON without `emitted_at`) by `jr_id`.
+pub fn by_jr_id(alerts: Vec<Value>) -> BTreeMap<String, Value> {
+    alerts
+        .into_iter()
+        .map(|a| (a["jr_id"].as_str().unwrap_or_default().to_string(), a))
+        .collect()
+}
+
+/// Every collected alert is an expected one, equal to it apart from
+/// `emitted_at` (redeliveries included); returns the number of duplicates.
+pub fn assert_exactly(collected: &[Collected], expected: &BTreeMap<String, Value>) -> usize {
+    for c in collected {
+        let mut alert = c.json();
+        strip_emitted_at(&mut alert);
+        let id = alert["jr_id"].as_str().unwrap_or_default().to_string();
+        let Some(want) = expected.get(&id) else {
+            panic!("an alert nobody expected: {alert}");
+        };
+        assert_eq!(
+            &alert, want,
+            "an alert differs from Engine::evaluate's for the same events"
+        );
+    }
+    collected.len() - jr_ids(collected).len()
+}
+
+/// A `fundwatch stream` process killed mid-stream and a second one after it.
+pub struct KillRun {
+    /// Distinct alerts seen when the first process was killed.
+    pub at_kill: usize,
+    /// Everything on the alerts topic once every expected alert is there.
+    pub collected: Vec<Collected>,
+    /// The second process's log.
+    pub log: String,
+}
+
+/// Produces `first`, starts `fundwatch stream` with `config`; once
+/// `first_alerts` alerts are out, produces `second` while SIGKILLing the process,
+/// and starts a second one; waits until every `expected` alert appears.
+pub async fn kill_9_mid_stream(
+    broker: &broker::Broker,
+    config: &KafkaConfig,
+    (first, second): (&[TestEvent], &[TestEvent]),
+    first_alerts: usize,
+    expected: &BTreeSet<String>,
+) -> KillRun {
+    const WAIT: Duration = Duration::from_secs(180);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("stream.toml");
+    std::fs::write(&config_path, config_toml(config)).expect("config file");
+    let log = |n: usize| std::fs::read_to_string(dir.path().join(format!("stream-{n}.log")));
+    let log = |n: usize| log(n).unwrap_or_default();
+
+    let collector = Collector::start(&broker.bootstrap(), &config.alerts_topic);
+    produce(&producer(&broker.bootstrap()), &config.input_topic, first).await;
+    let mut one = StreamProcess::spawn(&config_path, &dir.path().join("stream-1.log"));
+    collector
+        .wait_for(
+            WAIT,
+            "the first process's alerts",
+            |c| c.len() >= first_alerts,
+            || log(1),
+        )
+        .await;
+    // The rest of the stream arrives while the process dies.
+    let rest = second.to_vec();
+    let (bootstrap, input) = (broker.bootstrap(), config.input_topic.clone());
+    let feeding = tokio::spawn(async move {
+        let producer = producer(&bootstrap);
+        for chunk in rest.chunks(50) {
+            produce(&producer, &input, chunk).await;
+        }
+    });
+    one.kill_9();
+    let at_kill = jr_ids(&collector.snapshot()).len();
+    assert!(
+        at_kill < expected.len(),
+        "the kill must land mid-stream ({at_kill} of {} alerts seen)",
+        expected.len()
+    );
+
+    let _two = StreamProcess::spawn(&config_path, &dir.path().join("stream-2.log"));
+    feeding.await.expect("second part produced");
+    let collected = collector
+        .wait_for(
+            WAIT,
+            "every expected alert after the restart",
+            |c| jr_ids(c).is_superset(expected),
+            || {
+                let seen = jr_ids(&collector.snapshot());
+                let missing: Vec<&String> = expected.difference(&seen).take(10).collect();
+                format!(
+                    "{} of {} expected alerts missing, e.g. {missing:?}\n{}\n---\n{}\n{}",
+                    expected.difference(&seen).count(),
+                    expected.len(),
+                    log(1),
+                    log(2),
+                    broker.log_tail()
+                )
+            },
+        )
+        .await;
+    KillRun {
+        at_kill,
+        collected,
+        log: log(2),
+    }
+}
+
 /// The same settings as a `fundwatch stream` TOML file.
 pub fn config_toml(config: &KafkaConfig) -> String {
     let mut text = format!(
