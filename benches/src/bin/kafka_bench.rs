@@ -57,7 +57,7 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     partitions: i32,
     /// Events per micro-batch (kafka.batch.max_events).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 1024)]
     batch: usize,
     /// Batch wait (kafka.batch.max_wait_ms).
     #[arg(long, default_value_t = 5)]
@@ -80,6 +80,10 @@ struct Args {
     /// repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     settings: Vec<String>,
+    /// Keep the engine's history per partition in this directory
+    /// (`kafka.state_dir`; a fresh subdirectory per phase) instead of in memory.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Generator seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -215,6 +219,10 @@ fn config(brokers: &str, args: &Args, name: &str) -> KafkaConfig {
     config.dlq_topic = format!("bench.{name}.{stamp}.dlq");
     config.batch.max_events = args.batch;
     config.batch.max_wait_ms = args.wait_ms;
+    config.state_dir = args
+        .state_dir
+        .as_ref()
+        .map(|dir| dir.join(format!("{name}-{stamp}")));
     for (key, value) in client_settings(args) {
         config
             .consumer
