@@ -137,6 +137,15 @@ async fn a_rebalance_hands_the_history_state_to_the_next_owner() {
         report_b.messages_done > 0,
         "B evaluated part of the stream after the hand-over"
     );
+    let restores = b_metrics
+        .history_seconds
+        .with_label_values(&["restore"])
+        .get_sample_count();
+    assert!(
+        restores > 0,
+        "B restored partition histories\n{}",
+        b_metrics.render()
+    );
     let snapshots = std::fs::read_dir(dir.path())
         .expect("state dir")
         .filter_map(Result::ok)

@@ -48,12 +48,13 @@ const FORBIDDEN_LABELS: &[&str] = &[
 /// the documentation; no broker needed to register them).
 fn kafka_families() -> BTreeSet<String> {
     let metrics = Metrics::new();
-    // Lag series exist per assigned partition only: give it one.
-    metrics
-        .kafka()
+    // Lag and history series exist per assigned partition only: give them one.
+    let kafka = metrics.kafka();
+    kafka
         .consumer_lag
         .with_label_values(&["settlements", "0"])
         .set(0);
+    kafka.history_persons.with_label_values(&["0"]).set(0);
     ops_support::families(&metrics.render())
 }
 

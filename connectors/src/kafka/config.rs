@@ -194,8 +194,10 @@ pub struct KafkaConfig {
     /// it, history lives in memory and a restart or rebalance starts it empty.
     pub state_dir: Option<PathBuf>,
     /// Events of a partition between two snapshots of its history (the log is
-    /// replayed after the snapshot on restore). Writing a snapshot pauses that
-    /// partition's evaluation: about 3 s per 100,000 persons (benches/RESULTS.md).
+    /// replayed after the snapshot on restore). Writing a snapshot pauses the
+    /// whole pipeline (it holds the partitions' state): about 3 s per 100,000
+    /// persons of the partition (benches/RESULTS.md). Larger values pause less
+    /// often and make a restore replay a longer log.
     pub snapshot_every: u64,
     /// librdkafka consumer settings, passed through over [`CONSUMER_DEFAULTS`].
     /// Values may be strings, numbers or booleans.

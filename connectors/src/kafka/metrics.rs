@@ -5,7 +5,9 @@
 //! `fundwatch_kafka_consumer_lag_messages`); the rest is prefixed
 //! `fundwatch_kafka_`. No label carries a patient, encounter or alert id (SPEC §8).
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::metrics::{Source, SourceMetrics, sum_counter_vec};
 
@@ -58,6 +60,11 @@ pub struct KafkaMetrics {
     pub client_errors: IntCounterVec,
     /// Consumer lag per input partition (from librdkafka statistics).
     pub consumer_lag: IntGaugeVec,
+    /// Persons in the history of each owned input partition.
+    pub history_persons: IntGaugeVec,
+    /// Restoring (on assign) and snapshotting a partition's history, by `op`:
+    /// both pause the pipeline.
+    pub history_seconds: HistogramVec,
 }
 
 impl Default for KafkaMetrics {
@@ -111,6 +118,32 @@ impl KafkaMetrics {
         registry
             .register(Box::new(consumer_lag.clone()))
             .expect("unique metric");
+        let history_persons = IntGaugeVec::new(
+            Opts::new(
+                "fundwatch_kafka_history_persons",
+                "Persons in the history of each owned input partition",
+            ),
+            &["partition"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(history_persons.clone()))
+            .expect("unique metric");
+        let history_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "fundwatch_kafka_history_seconds",
+                "Restoring or snapshotting a partition's history (the pipeline waits meanwhile)",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 4.0, 10).unwrap_or_default()),
+            &["op"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(history_seconds.clone()))
+            .expect("unique metric");
+        for op in ["restore", "snapshot"] {
+            history_seconds.with_label_values(&[op]);
+        }
         let dead_letters = counter_vec(
             "fundwatch_dead_letters_total",
             "Messages sent to the dead-letter topic, by stage",
@@ -171,6 +204,8 @@ impl KafkaMetrics {
             ),
             client_errors,
             consumer_lag,
+            history_persons,
+            history_seconds,
             source,
             shared: shared.clone(),
         }

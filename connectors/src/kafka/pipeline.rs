@@ -234,6 +234,7 @@ pub fn start(
                 engine.program().history_days(),
                 config.snapshot_every,
                 statuses,
+                metrics.clone(),
             )
             .reading_also(Arc::clone(engine.history()));
             let histories = Arc::new(histories);

@@ -42,6 +42,8 @@ use fundwatch_engine::history::{
 };
 use fundwatch_rules::Dictionaries;
 
+use super::metrics::KafkaMetrics;
+
 /// The histories of the partitions this instance owns.
 #[derive(Debug)]
 pub(crate) struct PartitionHistories {
@@ -56,6 +58,7 @@ pub(crate) struct PartitionHistories {
     /// person-status table as reloaded). Locked before `parts`, always.
     shared: Option<Arc<Mutex<DurableHistory>>>,
     parts: Mutex<BTreeMap<i32, PartitionState>>,
+    metrics: KafkaMetrics,
 }
 
 #[derive(Debug)]
@@ -71,6 +74,7 @@ impl PartitionHistories {
         retention_days: u32,
         snapshot_every: u64,
         statuses: Arc<PersonStatuses>,
+        metrics: KafkaMetrics,
     ) -> Self {
         Self {
             root,
@@ -79,7 +83,22 @@ impl PartitionHistories {
             statuses,
             shared: None,
             parts: Mutex::new(BTreeMap::new()),
+            metrics,
         }
+    }
+
+    fn observe(&self, op: &str, started: Instant) {
+        self.metrics
+            .history_seconds
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    fn count_persons(&self, partition: i32, persons: usize) {
+        self.metrics
+            .history_persons
+            .with_label_values(&[&partition.to_string()])
+            .set(persons as i64);
     }
 
     /// Reads `shared` (an engine's own history) beside the partitions'.
@@ -113,7 +132,9 @@ impl PartitionHistories {
         };
         history.share_person_statuses(Arc::clone(&self.statuses));
         let resume = history.position().map(|p| p as i64 + 1);
+        self.count_persons(partition, history.store().persons());
         if history.is_durable() {
+            self.observe("restore", started);
             tracing::info!(
                 partition,
                 persons = history.store().persons(),
@@ -149,11 +170,17 @@ impl PartitionHistories {
             return;
         };
         drop(parts);
+        let _ = self
+            .metrics
+            .history_persons
+            .remove_label_values(&[&partition.to_string()]);
         if !(snapshot && state.pending.is_empty()) {
             return;
         }
         let started = Instant::now();
-        match state.history.snapshot() {
+        let written = state.history.snapshot();
+        self.observe("snapshot", started);
+        match written {
             Ok(()) => tracing::info!(
                 partition,
                 took_ms = started.elapsed().as_millis() as u64,
@@ -181,10 +208,14 @@ impl PartitionHistories {
             return;
         }
         let mut parts = self.parts();
+        let mut touched: Vec<i32> = Vec::new();
         for &(partition, offset, event) in events {
             let Some(state) = parts.get_mut(&partition) else {
                 continue;
             };
+            if !touched.contains(&partition) {
+                touched.push(partition);
+            }
             if state.history.is_durable() {
                 let records = HistoryStore::record_of(event);
                 state.history.apply_records(&records);
@@ -192,6 +223,11 @@ impl PartitionHistories {
             } else if let Err(err) = state.history.apply(&[event], None) {
                 // In memory nothing can fail; a message rather than a panic all the same.
                 tracing::warn!(partition, error = %err, "recording history failed");
+            }
+        }
+        for partition in touched {
+            if let Some(state) = parts.get(&partition) {
+                self.count_persons(partition, state.history.store().persons());
             }
         }
     }
@@ -225,6 +261,7 @@ impl PartitionHistories {
         if state.pending.is_empty() && state.history.snapshot_due() {
             let started = Instant::now();
             state.history.snapshot()?;
+            self.observe("snapshot", started);
             tracing::info!(
                 partition,
                 took_ms = started.elapsed().as_millis() as u64,
@@ -278,6 +315,7 @@ mod tests {
             400,
             snapshot_every,
             Arc::new(PersonStatuses::default()),
+            KafkaMetrics::new(),
         )
     }
 
@@ -335,7 +373,13 @@ mod tests {
 
         h.close(0, true);
         assert!(h.partitions().is_empty(), "a durable partition is let go");
-        let memory = PartitionHistories::new(None, 400, 2, Arc::new(PersonStatuses::default()));
+        let memory = PartitionHistories::new(
+            None,
+            400,
+            2,
+            Arc::new(PersonStatuses::default()),
+            KafkaMetrics::new(),
+        );
         memory.open(1).expect("opens");
         memory.record(&[(1, 0, &events[0])]);
         memory.close(1, true);
