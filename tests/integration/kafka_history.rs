@@ -160,3 +160,86 @@ async fn a_rebalance_hands_the_history_state_to_the_next_owner() {
         expected_ids.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_a_shared_volume_the_next_owner_rebuilds_history_from_the_topic() {
+    let broker = Broker::start();
+    let topics = Topics::named("hrebuild");
+    support::create_topics(&broker, &topics, 4).await;
+
+    let events = support::daily_course_messages(PERSONS, DAYS, "r");
+    let expected = expected(&events).await;
+    let expected_ids: BTreeSet<String> = expected.keys().cloned().collect();
+    let (first, rest) = events.split_at(PERSONS * 18);
+
+    // History in memory on each instance; a partition that arrives without it is
+    // read again from its beginning, recorded, not evaluated, up to the commit.
+    let mut config = support::pipeline_config(&broker.bootstrap(), &topics, "hrebuild");
+    config.batch.max_events = 16;
+    config.rebuild_history = true;
+    let engine = support::national_engine().await;
+    let a = kafka::start(
+        Processor::Evaluate(engine.clone()),
+        config.clone(),
+        KafkaMetrics::new(),
+    )
+    .expect("instance A starts");
+    let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
+    let producer = support::producer(&broker.bootstrap());
+    support::produce(&producer, &topics.input, first).await;
+    let a_metrics = a.metrics().clone();
+    let n_first = first.len() as u64;
+    support::wait_until(WAIT, "instance A through days 0-17", || {
+        a_metrics.messages_done.get() >= n_first
+    })
+    .await;
+    let before_b = support::jr_ids(&collector.snapshot()).len();
+
+    let b = kafka::start(Processor::Evaluate(engine), config, KafkaMetrics::new())
+        .expect("instance B starts");
+    let b_metrics = b.metrics().clone();
+    support::wait_until(WAIT, "instance B assigned partitions", || {
+        b_metrics.assigned_partitions.get() > 0
+    })
+    .await;
+    support::produce(&producer, &topics.input, rest).await;
+    let collected = collector
+        .wait_for(
+            WAIT,
+            "every expected alert",
+            |c| support::jr_ids(c).is_superset(&expected_ids),
+            || {
+                let seen = support::jr_ids(&collector.snapshot());
+                format!(
+                    "{} of {} expected alerts missing\nA:\n{}\nB:\n{}",
+                    expected_ids.difference(&seen).count(),
+                    expected_ids.len(),
+                    a_metrics.render(),
+                    b_metrics.render()
+                )
+            },
+        )
+        .await;
+    let duplicates = support::assert_exactly(&collected, &expected);
+    // B read its partitions' first 18 days again but sent nothing for them.
+    assert_eq!(
+        duplicates, 0,
+        "a rebuild records without evaluating: no alert is sent twice"
+    );
+    let report_a = a.stop().await.expect("A stops cleanly");
+    let report_b = b.stop().await.expect("B stops cleanly");
+    assert!(
+        report_a.messages + report_b.messages > events.len() as u64,
+        "B read its partitions again from their beginning (A {} + B {} messages for {} events)",
+        report_a.messages,
+        report_b.messages,
+        events.len()
+    );
+    println!(
+        "rebuild: {} events; {before_b} alerts before B joined; A read {}, B read {} (its partitions again from the start); {} expected alerts all seen once and identical",
+        events.len(),
+        report_a.messages,
+        report_b.messages,
+        expected_ids.len()
+    );
+}

@@ -199,6 +199,13 @@ pub struct KafkaConfig {
     /// persons of the partition (benches/RESULTS.md). Larger values pause less
     /// often and make a restore replay a longer log.
     pub snapshot_every: u64,
+    /// When a newly assigned partition has no history (no `state_dir`, or an
+    /// empty one), read the partition from its beginning first and record —
+    /// without evaluating — the events up to the group's committed offset: the
+    /// input topic is the changelog. Costs a replay of the topic's retention on
+    /// every such assignment (set the input topic's retention to the pack's
+    /// history retention); off by default.
+    pub rebuild_history: bool,
     /// librdkafka consumer settings, passed through over [`CONSUMER_DEFAULTS`].
     /// Values may be strings, numbers or booleans.
     pub consumer: BTreeMap<String, Setting>,
@@ -221,6 +228,7 @@ impl Default for KafkaConfig {
             drain_timeout_ms: 10_000,
             state_dir: None,
             snapshot_every: 200_000,
+            rebuild_history: false,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
         }

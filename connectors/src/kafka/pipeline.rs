@@ -236,7 +236,8 @@ pub fn start(
                 statuses,
                 metrics.clone(),
             )
-            .reading_also(Arc::clone(engine.history()));
+            .reading_also(Arc::clone(engine.history()))
+            .rebuilding(config.rebuild_history);
             let histories = Arc::new(histories);
             // Other users of the engine (the HTTP service of `fundwatch serve`)
             // see the streamed settlements as history too.
@@ -573,7 +574,22 @@ impl Batcher {
         source
             .stage(Stage::Decode)
             .observe(decode_time.as_secs_f64());
-        let events: Vec<&Event> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+        // Events an earlier owner evaluated, read again to rebuild history, are
+        // recorded without alerts.
+        let replayed: Vec<bool> = batch
+            .iter()
+            .map(|record| {
+                self.histories
+                    .as_ref()
+                    .is_some_and(|h| h.replaying(record.ticket.tp.partition, record.ticket.offset))
+            })
+            .collect();
+        let events: Vec<&Event> = decoded
+            .iter()
+            .zip(&replayed)
+            .filter(|(_, replayed)| !**replayed)
+            .filter_map(|(d, _)| d.as_ref().ok())
+            .collect();
         let mut alerts = self.evaluate(engine, &events).await.into_iter();
         // The batch becomes history for the next one at once; it is logged once
         // its alerts are acknowledged (state.rs).
@@ -597,8 +613,10 @@ impl Batcher {
         let (mut n_alerts, mut n_dead) = (0usize, 0usize);
         let mut pending = Vec::with_capacity(batch.len());
         let sink_started = Instant::now();
-        for (record, decoded) in batch.into_iter().zip(decoded) {
+        for ((record, decoded), replayed) in batch.into_iter().zip(decoded).zip(replayed) {
             let outcome = match decoded {
+                // Its alerts or dead letter went out under the earlier owner.
+                _ if replayed => Ok(Vec::new()),
                 Err(err) => Err(("decode", err)),
                 // One result per decoded event, in order.
                 Ok(_) => alerts.next().unwrap_or_else(|| {

@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::metrics::KafkaMetrics;
 use super::offsets::{OffsetTracker, Ticket, TopicPartition};
-use super::state::PartitionHistories;
+use super::state::{PartitionHistories, Resume};
 
 /// One consumed message, detached from librdkafka.
 #[derive(Debug)]
@@ -202,7 +202,7 @@ impl ClientContext for SourceContext {
 impl SourceContext {
     /// Partitions assigned: counted, registered with the offset tracker, their
     /// history opened; where a history records a position, reading resumes after it.
-    fn assigned(&self, tpl: &mut TopicPartitionList) {
+    fn assigned(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let tps = partitions(tpl);
         self.shared
             .metrics
@@ -223,7 +223,23 @@ impl SourceContext {
             for tp in &tps {
                 let partition = tp.partition;
                 match histories.open(partition) {
-                    Ok(Some(resume)) => {
+                    Ok(Resume::Empty) if histories.rebuilds() => {
+                        let Some(committed) = committed_offset(consumer, tp) else {
+                            continue;
+                        };
+                        tracing::info!(
+                            partition,
+                            until = committed,
+                            "rebuilding the partition's history: reading it from its beginning, recording without evaluating up to the group's commit"
+                        );
+                        histories.rebuild_until(partition, committed);
+                        if let Err(err) =
+                            tpl.set_partition_offset(&tp.topic, partition, Offset::Beginning)
+                        {
+                            tracing::error!(partition, error = %err, "cannot read the partition from its beginning");
+                        }
+                    }
+                    Ok(Resume::After(resume)) => {
                         tracing::info!(
                             partition,
                             offset = resume,
@@ -235,7 +251,7 @@ impl SourceContext {
                             tracing::error!(partition, error = %err, "cannot resume the partition after its history's position");
                         }
                     }
-                    Ok(None) => {}
+                    Ok(Resume::Empty | Resume::Kept) => {}
                     Err(err) => tracing::error!(
                         partition,
                         error = %err,
@@ -318,7 +334,7 @@ impl ConsumerContext for SourceContext {
         );
         let done = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.assigned(tpl);
+                self.assigned(consumer, tpl);
                 if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -396,6 +412,23 @@ impl SourceContext {
         }
         if let Err(err) = consumer.store_offsets(&tpl) {
             tracing::warn!(error = %err, "clearing the stored offsets of a lost assignment failed; librdkafka may commit them on unassign");
+        }
+    }
+}
+
+/// The group's committed offset of `tp` (`None`: nothing committed yet, or the
+/// coordinator did not answer).
+fn committed_offset(consumer: &BaseConsumer<SourceContext>, tp: &TopicPartition) -> Option<i64> {
+    let mut tpl = TopicPartitionList::with_capacity(1);
+    tpl.add_partition(&tp.topic, tp.partition);
+    match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+        Ok(committed) => committed.elements().first().and_then(|e| match e.offset() {
+            Offset::Offset(o) if o > 0 => Some(o),
+            _ => None,
+        }),
+        Err(err) => {
+            tracing::warn!(partition = tp.partition, error = %err, "cannot read the group's committed offset; the partition's history is not rebuilt");
+            None
         }
     }
 }

@@ -59,6 +59,8 @@ pub(crate) struct PartitionHistories {
     shared: Option<Arc<Mutex<DurableHistory>>>,
     parts: Mutex<BTreeMap<i32, PartitionState>>,
     metrics: KafkaMetrics,
+    /// `kafka.rebuild_history`.
+    rebuild: bool,
 }
 
 #[derive(Debug)]
@@ -66,6 +68,21 @@ struct PartitionState {
     history: DurableHistory,
     /// Records of evaluated events not yet logged, in offset order.
     pending: VecDeque<(i64, Vec<PersonRecord>)>,
+    /// Rebuilding: events before this offset were evaluated by an earlier owner
+    /// (their alerts are out); they are only recorded.
+    replay_until: Option<i64>,
+}
+
+/// Where reading a newly assigned partition starts, as its history says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// Just after the position the restored state covers.
+    After(i64),
+    /// At the group's commit: the history in memory is still this instance's.
+    Kept,
+    /// At the group's commit, with an empty history (or rebuilt first, see
+    /// [`PartitionHistories::rebuild_until`]).
+    Empty,
 }
 
 impl PartitionHistories {
@@ -84,7 +101,14 @@ impl PartitionHistories {
             shared: None,
             parts: Mutex::new(BTreeMap::new()),
             metrics,
+            rebuild: false,
         }
+    }
+
+    /// Rebuilds an empty partition history from the input topic on assign.
+    pub fn rebuilding(mut self, rebuild: bool) -> Self {
+        self.rebuild = rebuild;
+        self
     }
 
     fn observe(&self, op: &str, started: Instant) {
@@ -114,9 +138,8 @@ impl PartitionHistories {
     }
 
     /// Opens partition `partition`'s history (restoring snapshot + log when it is
-    /// durable); returns the offset to resume reading from, when the state
-    /// records one.
-    pub fn open(&self, partition: i32) -> Result<Option<i64>, HistoryError> {
+    /// durable); says where reading should resume.
+    pub fn open(&self, partition: i32) -> Result<Resume, HistoryError> {
         let started = Instant::now();
         let mut history = match &self.root {
             Some(root) => DurableHistory::open_partition(
@@ -127,7 +150,7 @@ impl PartitionHistories {
             )?,
             // In memory, a partition that comes back keeps what it had: this
             // instance's own history is all there is.
-            None if self.parts().contains_key(&partition) => return Ok(None),
+            None if self.parts().contains_key(&partition) => return Ok(Resume::Kept),
             None => DurableHistory::in_memory(self.retention_days),
         };
         history.share_person_statuses(Arc::clone(&self.statuses));
@@ -148,9 +171,34 @@ impl PartitionHistories {
             PartitionState {
                 history,
                 pending: VecDeque::new(),
+                replay_until: None,
             },
         );
-        Ok(resume)
+        Ok(resume.map_or(Resume::Empty, Resume::After))
+    }
+
+    /// Whether an empty partition history is rebuilt from the input topic
+    /// (`kafka.rebuild_history`).
+    pub fn rebuilds(&self) -> bool {
+        self.rebuild
+    }
+
+    /// Partition `partition` is read from its beginning to rebuild its history:
+    /// events before `committed` (the group's commit) were evaluated by an
+    /// earlier owner and are only recorded.
+    pub fn rebuild_until(&self, partition: i32, committed: i64) {
+        if let Some(state) = self.parts().get_mut(&partition) {
+            state.replay_until = Some(committed);
+        }
+    }
+
+    /// Whether the event at `offset` of `partition` is replayed to rebuild
+    /// history rather than evaluated.
+    pub fn replaying(&self, partition: i32, offset: i64) -> bool {
+        self.parts()
+            .get(&partition)
+            .and_then(|state| state.replay_until)
+            .is_some_and(|until| offset < until)
     }
 
     /// Lets partition `partition` go. `snapshot`: write a snapshot first (a
@@ -332,7 +380,7 @@ mod tests {
         let h = histories(dir.path(), 1_000);
         assert_eq!(
             h.open(2).expect("opens"),
-            None,
+            Resume::Empty,
             "a new partition has no position"
         );
         let (e10, e11, e12) = (event("A", 1), event("A", 2), event("B", 3));
@@ -346,7 +394,7 @@ mod tests {
         let h = histories(dir.path(), 1_000);
         assert_eq!(
             h.open(2).expect("reopens"),
-            Some(12),
+            Resume::After(12),
             "reading resumes at the first event the log does not cover"
         );
         assert_eq!(lines_of(&h, 2, "A"), 2, "A's two logged events are back");
@@ -383,7 +431,7 @@ mod tests {
         memory.open(1).expect("opens");
         memory.record(&[(1, 0, &events[0])]);
         memory.close(1, true);
-        assert_eq!(memory.open(1).expect("reopens"), None);
+        assert_eq!(memory.open(1).expect("reopens"), Resume::Kept);
         assert_eq!(
             lines_of(&memory, 1, "A"),
             1,
