@@ -26,6 +26,10 @@
 //!   recorded position the group's committed offset applies and history starts
 //!   empty for that partition (logged).
 //!
+//! - **Rebuild** (`kafka.rebuild_history`): a partition assigned with no
+//!   history is read from its beginning; events before the group's commit are
+//!   only recorded (an earlier owner sent their alerts), then evaluation goes on.
+//!
 //! A state directory must be opened by one instance at a time: give each
 //! instance the same volume only when the group hands partitions over (a
 //! rebalance drains, snapshots and closes before the next owner opens).
