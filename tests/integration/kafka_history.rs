@@ -69,114 +69,32 @@ async fn kill_9_keeps_the_history_state_and_every_history_alert_appears() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rebalance_hands_the_history_state_to_the_next_owner() {
-    let broker = Broker::start();
-    let topics = Topics::named("hgroup");
-    support::create_topics(&broker, &topics, 4).await;
-
-    let events = support::daily_course_messages(PERSONS, DAYS, "g");
-    let expected = expected(&events).await;
-    let expected_ids: BTreeSet<String> = expected.keys().cloned().collect();
-    let (first, rest) = events.split_at(PERSONS * 18);
-
-    // One volume for both instances: a revoke snapshots, the next owner opens.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = support::pipeline_config(&broker.bootstrap(), &topics, "hgroup");
-    config.batch.max_events = 16;
-    config.state_dir = Some(dir.path().to_path_buf());
-    let engine = support::national_engine().await;
-    let a = kafka::start(
-        Processor::Evaluate(engine.clone()),
-        config.clone(),
-        KafkaMetrics::new(),
-    )
-    .expect("instance A starts");
-    let collector = Collector::start(&broker.bootstrap(), &topics.alerts);
-    let producer = support::producer(&broker.bootstrap());
-    support::produce(&producer, &topics.input, first).await;
-    let a_metrics = a.metrics().clone();
-    let n_first = first.len() as u64;
-    support::wait_until(WAIT, "instance A through days 0-17", || {
-        a_metrics.messages_done.get() >= n_first
-    })
-    .await;
-
-    // B joins: the partitions are shared out, A's revoked ones reach B with their
-    // state; days 18-29 need days 4-17, which only A evaluated.
-    let b = kafka::start(Processor::Evaluate(engine), config, KafkaMetrics::new())
-        .expect("instance B starts");
-    let b_metrics = b.metrics().clone();
-    support::wait_until(WAIT, "instance B assigned partitions", || {
-        b_metrics.rebalances.with_label_values(&["assign"]).get() > 0
-            && b_metrics.assigned_partitions.get() > 0
-    })
-    .await;
-    support::produce(&producer, &topics.input, rest).await;
-    let collected = collector
-        .wait_for(
-            WAIT,
-            "every expected alert",
-            |c| support::jr_ids(c).is_superset(&expected_ids),
-            || {
-                let seen = support::jr_ids(&collector.snapshot());
-                format!(
-                    "{} of {} expected alerts missing\nA:\n{}\nB:\n{}",
-                    expected_ids.difference(&seen).count(),
-                    expected_ids.len(),
-                    a_metrics.render(),
-                    b_metrics.render()
-                )
-            },
-        )
-        .await;
-    let duplicates = support::assert_exactly(&collected, &expected);
-    let report_a = a.stop().await.expect("A stops cleanly");
-    let report_b = b.stop().await.expect("B stops cleanly");
-    assert!(
-        report_b.messages_done > 0,
-        "B evaluated part of the stream after the hand-over"
-    );
-    let restores = b_metrics
-        .history_seconds
-        .with_label_values(&["restore"])
-        .get_sample_count();
-    assert!(
-        restores > 0,
-        "B restored partition histories\n{}",
-        b_metrics.render()
-    );
-    let snapshots = std::fs::read_dir(dir.path())
-        .expect("state dir")
-        .filter_map(Result::ok)
-        .filter(|e| e.path().join("snapshot.bin").exists())
-        .count();
-    assert_eq!(snapshots, 4, "one state directory per input partition");
-    println!(
-        "rebalance with history: {} events; A evaluated {}, B {}; {} expected alerts all seen and identical, {duplicates} duplicates",
-        events.len(),
-        report_a.messages_done,
-        report_b.messages_done,
-        expected_ids.len()
-    );
+/// What a hand-over run saw.
+struct HandOver {
+    expected: BTreeMap<String, Value>,
+    collected: Vec<support::Collected>,
+    a: KafkaMetrics,
+    b: KafkaMetrics,
+    report_a: kafka::PipelineReport,
+    report_b: kafka::PipelineReport,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn without_a_shared_volume_the_next_owner_rebuilds_history_from_the_topic() {
+/// The course stream through two instances of `config`'s group: A alone for
+/// days 0–17, then B joins and days 18–29 — which need days 4–17, evaluated
+/// only by A — arrive once B has partitions; waits for every expected alert
+/// and requires each to be identical to one uninterrupted run.
+async fn hand_over(name: &str, configure: impl FnOnce(&mut kafka::KafkaConfig)) -> HandOver {
     let broker = Broker::start();
-    let topics = Topics::named("hrebuild");
+    let topics = Topics::named(name);
     support::create_topics(&broker, &topics, 4).await;
-
-    let events = support::daily_course_messages(PERSONS, DAYS, "r");
+    let events = support::daily_course_messages(PERSONS, DAYS, name);
     let expected = expected(&events).await;
     let expected_ids: BTreeSet<String> = expected.keys().cloned().collect();
     let (first, rest) = events.split_at(PERSONS * 18);
 
-    // History in memory on each instance; a partition that arrives without it is
-    // read again from its beginning, recorded, not evaluated, up to the commit.
-    let mut config = support::pipeline_config(&broker.bootstrap(), &topics, "hrebuild");
+    let mut config = support::pipeline_config(&broker.bootstrap(), &topics, name);
     config.batch.max_events = 16;
-    config.rebuild_history = true;
+    configure(&mut config);
     let engine = support::national_engine().await;
     let a = kafka::start(
         Processor::Evaluate(engine.clone()),
@@ -193,7 +111,6 @@ async fn without_a_shared_volume_the_next_owner_rebuilds_history_from_the_topic(
         a_metrics.messages_done.get() >= n_first
     })
     .await;
-    let before_b = support::jr_ids(&collector.snapshot()).len();
 
     let b = kafka::start(Processor::Evaluate(engine), config, KafkaMetrics::new())
         .expect("instance B starts");
@@ -220,26 +137,77 @@ async fn without_a_shared_volume_the_next_owner_rebuilds_history_from_the_topic(
             },
         )
         .await;
-    let duplicates = support::assert_exactly(&collected, &expected);
+    support::assert_exactly(&collected, &expected);
+    HandOver {
+        expected,
+        collected,
+        report_a: a.stop().await.expect("A stops cleanly"),
+        report_b: b.stop().await.expect("B stops cleanly"),
+        a: a_metrics,
+        b: b_metrics,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebalance_hands_the_history_state_to_the_next_owner() {
+    // One volume for both instances: a revoke snapshots, the next owner opens.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = hand_over("hgroup", |config| {
+        config.state_dir = Some(dir.path().to_path_buf());
+    })
+    .await;
+    assert!(
+        run.report_b.messages_done > 0,
+        "B evaluated part of the stream after the hand-over"
+    );
+    let restores = run
+        .b
+        .history_seconds
+        .with_label_values(&["restore"])
+        .get_sample_count();
+    assert!(
+        restores > 0,
+        "B restored partition histories\n{}",
+        run.b.render()
+    );
+    let snapshots = std::fs::read_dir(dir.path())
+        .expect("state dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("snapshot.bin").exists())
+        .count();
+    assert_eq!(snapshots, 4, "one state directory per input partition");
+    println!(
+        "rebalance with history: A evaluated {}, B {}; {} expected alerts all seen and identical, {} duplicates; A revoked {} time(s)",
+        run.report_a.messages_done,
+        run.report_b.messages_done,
+        run.expected.len(),
+        run.collected.len() - support::jr_ids(&run.collected).len(),
+        run.a.rebalances.with_label_values(&["revoke"]).get()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_a_shared_volume_the_next_owner_rebuilds_history_from_the_topic() {
+    // History in memory on each instance; a partition that arrives without it is
+    // read again from its beginning, recorded, not evaluated, up to the commit.
+    let run = hand_over("hrebuild", |config| config.rebuild_history = true).await;
     // B read its partitions' first 18 days again but sent nothing for them.
+    let duplicates = run.collected.len() - support::jr_ids(&run.collected).len();
     assert_eq!(
         duplicates, 0,
         "a rebuild records without evaluating: no alert is sent twice"
     );
-    let report_a = a.stop().await.expect("A stops cleanly");
-    let report_b = b.stop().await.expect("B stops cleanly");
+    let events = (PERSONS * DAYS) as u64;
     assert!(
-        report_a.messages + report_b.messages > events.len() as u64,
-        "B read its partitions again from their beginning (A {} + B {} messages for {} events)",
-        report_a.messages,
-        report_b.messages,
-        events.len()
+        run.report_a.messages + run.report_b.messages > events,
+        "B read its partitions again from their beginning (A {} + B {} messages for {events} events)",
+        run.report_a.messages,
+        run.report_b.messages
     );
     println!(
-        "rebuild: {} events; {before_b} alerts before B joined; A read {}, B read {} (its partitions again from the start); {} expected alerts all seen once and identical",
-        events.len(),
-        report_a.messages,
-        report_b.messages,
-        expected_ids.len()
+        "rebuild: A read {}, B read {} (its partitions again from the start); {} expected alerts all seen once and identical",
+        run.report_a.messages,
+        run.report_b.messages,
+        run.expected.len()
     );
 }

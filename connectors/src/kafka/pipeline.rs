@@ -584,30 +584,27 @@ impl Batcher {
                     .is_some_and(|h| h.replaying(record.ticket.tp.partition, record.ticket.offset))
             })
             .collect();
-        let events: Vec<&Event> = decoded
-            .iter()
-            .zip(&replayed)
-            .filter(|(_, replayed)| !**replayed)
-            .filter_map(|(d, _)| d.as_ref().ok())
-            .collect();
-        let mut alerts = self.evaluate(engine, &events).await.into_iter();
-        // The batch becomes history for the next one at once; it is logged once
-        // its alerts are acknowledged (state.rs).
-        if let Some(histories) = &self.histories {
-            let started = Instant::now();
-            let located: Vec<(i32, i64, &Event)> = batch
+        let located = |replay: bool| -> Vec<(i32, i64, &Event)> {
+            batch
                 .iter()
                 .zip(&decoded)
-                .filter_map(|(record, decoded)| {
+                .zip(&replayed)
+                .filter(|(_, replayed)| **replayed == replay)
+                .filter_map(|((record, decoded), _)| {
                     let event = decoded.as_ref().ok()?;
                     Some((record.ticket.tp.partition, record.ticket.offset, event))
                 })
-                .collect();
-            histories.record(&located);
-            source
-                .stage(Stage::History)
-                .observe(started.elapsed().as_secs_f64());
-        }
+                .collect()
+        };
+        // Replayed events come before the evaluated ones of their partition: they
+        // are history for this very batch.
+        self.record_history(&located(true));
+        let evaluated = located(false);
+        let events: Vec<&Event> = evaluated.iter().map(|(_, _, event)| *event).collect();
+        let mut alerts = self.evaluate(engine, &events).await.into_iter();
+        // The batch becomes history for the next one at once; it is logged once
+        // its alerts are acknowledged (state.rs).
+        self.record_history(&evaluated);
 
         let span = tracing::Span::current();
         let (mut n_alerts, mut n_dead) = (0usize, 0usize);
@@ -702,6 +699,22 @@ impl Batcher {
                 out
             }
         }
+    }
+
+    /// Records `events` into their partitions' histories.
+    fn record_history(&self, events: &[(i32, i64, &Event)]) {
+        let Some(histories) = &self.histories else {
+            return;
+        };
+        if events.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        histories.record(events);
+        self.metrics
+            .source
+            .stage(Stage::History)
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// One engine call against the partitions' histories (recorded by the caller).
