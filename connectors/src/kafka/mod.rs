@@ -4,8 +4,9 @@
 //! [`source`] (an rdkafka `StreamConsumer` in a consumer group, on its own thread)
 //! registers each message's offset in the [`offsets`] tracker and queues it →
 //! [`pipeline`] closes micro-batches (1,024 events or 5 ms by default), decodes them
-//! with the engine's lenient decoder and calls [`Engine::evaluate`] once per batch
-//! → [`sink`] sends each alert (key `fixmedins_code`, value the alert JSON) with
+//! with the engine's lenient decoder and makes one engine call per batch against
+//! the histories of the partitions this instance owns ([`state`]) → [`sink`]
+//! sends each alert (key `fixmedins_code`, value the alert JSON) with
 //! the idempotent producer, and each undecodable message to the dead-letter topic
 //! → when every alert of a message is acknowledged by the broker, its offset
 //! becomes storable (the per-partition low-water mark) and librdkafka's
@@ -15,12 +16,12 @@
 //! a crash (even `kill -9`) or a broker restart loses no alert; what is read again
 //! after a crash gives the same alerts with the same `jr_id`, so consumers can
 //! de-duplicate. A bad message never stops the stream. On a rebalance, revoked
-//! partitions are drained (bounded by `drain_timeout_ms`) before they go.
+//! partitions are drained (bounded by `drain_timeout_ms`) before they go; with
+//! `state_dir` their history goes with them (snapshot + log per partition), and
+//! `rebuild_history` rebuilds a history that did not from the input topic.
 //!
 //! [`config`] documents every key; `docs/kafka.md` is the guide;
 //! [`run_pipeline`] is the entry point.
-//!
-//! [`Engine::evaluate`]: fundwatch_engine::Engine::evaluate
 
 pub mod config;
 pub mod metrics;

@@ -1,5 +1,6 @@
-//! The pipeline: input topic → micro-batches → [`Engine::evaluate`] → alerts
-//! topic, at least once.
+//! The pipeline: input topic → micro-batches → one engine call per batch
+//! ([`Engine::evaluate_only_with`], against the owned partitions' histories) →
+//! alerts topic, at least once.
 //!
 //! ```text
 //!  consumer thread ──queue (kafka.queue)──▶ batch task ──▶ ack task
@@ -16,6 +17,9 @@
 //!   when every alert of a message (or its dead letter) is acknowledged, completes
 //!   its offset. Both queues are bounded: a slow broker slows evaluation, which
 //!   slows consumption (backpressure), never memory growth.
+//! - **History**: a batch's events are recorded into their partitions'
+//!   histories right after it is evaluated (the next batch sees them) and logged
+//!   once acknowledged ([`super::state`]).
 //! - **Dead letters**: a message that cannot be decoded (or evaluated even on its
 //!   own, or whose alert the broker refuses for good) goes to `kafka.dlq_topic`
 //!   unchanged, with the reason and its source in headers ([`DLQ_HEADERS`]).
