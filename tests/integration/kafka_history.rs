@@ -211,3 +211,43 @@ async fn without_a_shared_volume_the_next_owner_rebuilds_history_from_the_topic(
         run.expected.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cooperative_rebalancing_hands_over_only_the_moved_partitions_state() {
+    // Incremental assignment: A keeps the partitions it is not asked to give up
+    // (no snapshot/restore for them), B restores only what moves.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = hand_over("hcoop", |config| {
+        config.state_dir = Some(dir.path().to_path_buf());
+        config.consumer.insert(
+            "partition.assignment.strategy".into(),
+            kafka::Setting::Text("cooperative-sticky".into()),
+        );
+    })
+    .await;
+    assert!(run.report_b.messages_done > 0, "B took partitions over");
+    let a_restores = run
+        .a
+        .history_seconds
+        .with_label_values(&["restore"])
+        .get_sample_count();
+    let b_restores = run
+        .b
+        .history_seconds
+        .with_label_values(&["restore"])
+        .get_sample_count();
+    assert_eq!(
+        a_restores, 4,
+        "A restored each partition once, at its first assignment"
+    );
+    assert!(
+        b_restores > 0 && b_restores < 4,
+        "B restored only the moved partitions ({b_restores})"
+    );
+    println!(
+        "cooperative: A evaluated {}, B {}; B restored {b_restores} partition(s); {} expected alerts all identical",
+        run.report_a.messages_done,
+        run.report_b.messages_done,
+        run.expected.len()
+    );
+}
