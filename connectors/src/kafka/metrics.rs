@@ -107,28 +107,23 @@ impl KafkaMetrics {
                 .expect("unique metric");
             g
         };
-        let consumer_lag = IntGaugeVec::new(
-            Opts::new(
-                "fundwatch_kafka_consumer_lag_messages",
-                "Messages behind the end of the input partition (librdkafka statistics)",
-            ),
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let consumer_lag = gauge_vec(
+            "fundwatch_kafka_consumer_lag_messages",
+            "Messages behind the end of the input partition (librdkafka statistics)",
             &["topic", "partition"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(consumer_lag.clone()))
-            .expect("unique metric");
-        let history_persons = IntGaugeVec::new(
-            Opts::new(
-                "fundwatch_kafka_history_persons",
-                "Persons in the history of each owned input partition",
-            ),
+        );
+        let history_persons = gauge_vec(
+            "fundwatch_kafka_history_persons",
+            "Persons in the history of each owned input partition",
             &["partition"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(history_persons.clone()))
-            .expect("unique metric");
+        );
         let history_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "fundwatch_kafka_history_seconds",

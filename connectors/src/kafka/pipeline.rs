@@ -228,19 +228,13 @@ pub fn start(
     // History per owned partition, opened as partitions are assigned.
     let histories = match &processor {
         Processor::Evaluate(engine) => {
-            let statuses = engine
-                .history()
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .person_statuses();
             let histories = PartitionHistories::new(
                 config.state_dir.clone(),
                 engine.program().history_days(),
                 config.snapshot_every,
-                statuses,
+                Arc::clone(engine.history()),
                 metrics.clone(),
             )
-            .reading_also(Arc::clone(engine.history()))
             .rebuilding(config.rebuild_history);
             let histories = Arc::new(histories);
             // Other users of the engine (the HTTP service of `fundwatch serve`)
@@ -580,14 +574,14 @@ impl Batcher {
             .observe(decode_time.as_secs_f64());
         // Events an earlier owner evaluated, read again to rebuild history, are
         // recorded without alerts.
-        let replayed: Vec<bool> = batch
-            .iter()
-            .map(|record| {
-                self.histories
-                    .as_ref()
-                    .is_some_and(|h| h.replaying(record.ticket.tp.partition, record.ticket.offset))
-            })
-            .collect();
+        let replayed = match &self.histories {
+            Some(histories) => histories.replayed(
+                batch
+                    .iter()
+                    .map(|r| (r.ticket.tp.partition, r.ticket.offset)),
+            ),
+            None => vec![false; batch.len()],
+        };
         let located = |replay: bool| -> Vec<(i32, i64, &Event)> {
             batch
                 .iter()

@@ -42,7 +42,7 @@ use std::time::Instant;
 use fundwatch_engine::Event;
 use fundwatch_engine::batch::EventBatch;
 use fundwatch_engine::history::{
-    DurableHistory, HistoryError, HistoryStore, HistoryView, PersonRecord, PersonStatuses,
+    DurableHistory, HistoryError, HistoryStore, HistoryView, PersonRecord,
 };
 use fundwatch_rules::Dictionaries;
 
@@ -55,12 +55,11 @@ pub(crate) struct PartitionHistories {
     root: Option<PathBuf>,
     retention_days: u32,
     snapshot_every: u64,
-    /// The deployment's registered deaths, one table for every partition.
-    statuses: Arc<PersonStatuses>,
     /// The engine's own history, read beside the partitions' (what the HTTP
-    /// service records when `fundwatch serve` runs the pipeline too, and the
-    /// person-status table as reloaded). Locked before `parts`, always.
-    shared: Option<Arc<Mutex<DurableHistory>>>,
+    /// service records when `fundwatch serve` runs the pipeline too) and holder of
+    /// the person-status table (registered deaths) every partition uses. Locked
+    /// before `parts`, always.
+    shared: Arc<Mutex<DurableHistory>>,
     parts: Mutex<BTreeMap<i32, PartitionState>>,
     metrics: KafkaMetrics,
     /// `kafka.rebuild_history`.
@@ -94,15 +93,14 @@ impl PartitionHistories {
         root: Option<PathBuf>,
         retention_days: u32,
         snapshot_every: u64,
-        statuses: Arc<PersonStatuses>,
+        shared: Arc<Mutex<DurableHistory>>,
         metrics: KafkaMetrics,
     ) -> Self {
         Self {
             root,
             retention_days,
             snapshot_every,
-            statuses,
-            shared: None,
+            shared,
             parts: Mutex::new(BTreeMap::new()),
             metrics,
             rebuild: false,
@@ -129,12 +127,6 @@ impl PartitionHistories {
             .set(persons as i64);
     }
 
-    /// Reads `shared` (an engine's own history) beside the partitions'.
-    pub fn reading_also(mut self, shared: Arc<Mutex<DurableHistory>>) -> Self {
-        self.shared = Some(shared);
-        self
-    }
-
     fn parts(&self) -> MutexGuard<'_, BTreeMap<i32, PartitionState>> {
         // Every method leaves the map consistent; a panic elsewhere does not
         // make it unusable.
@@ -145,7 +137,7 @@ impl PartitionHistories {
     /// durable); says where reading should resume.
     pub fn open(&self, partition: i32) -> Result<Resume, HistoryError> {
         let started = Instant::now();
-        let mut history = match &self.root {
+        let history = match &self.root {
             Some(root) => DurableHistory::open_partition(
                 root,
                 partition,
@@ -157,7 +149,6 @@ impl PartitionHistories {
             None if self.parts().contains_key(&partition) => return Ok(Resume::Kept),
             None => DurableHistory::in_memory(self.retention_days),
         };
-        history.share_person_statuses(Arc::clone(&self.statuses));
         let resume = history.position().map(|p| p as i64 + 1);
         self.count_persons(partition, history.store().persons());
         if history.is_durable() {
@@ -196,13 +187,21 @@ impl PartitionHistories {
         }
     }
 
-    /// Whether the event at `offset` of `partition` is replayed to rebuild
+    /// For each `(partition, offset)`, whether that event is replayed to rebuild
     /// history rather than evaluated.
-    pub fn replaying(&self, partition: i32, offset: i64) -> bool {
-        self.parts()
-            .get(&partition)
-            .and_then(|state| state.replay_until)
-            .is_some_and(|until| offset < until)
+    pub fn replayed(&self, positions: impl Iterator<Item = (i32, i64)>) -> Vec<bool> {
+        if !self.rebuild {
+            return positions.map(|_| false).collect();
+        }
+        let parts = self.parts();
+        positions
+            .map(|(partition, offset)| {
+                parts
+                    .get(&partition)
+                    .and_then(|state| state.replay_until)
+                    .is_some_and(|until| offset < until)
+            })
+            .collect()
     }
 
     /// Lets partition `partition` go. `snapshot`: write a snapshot first (a
@@ -326,17 +325,11 @@ impl PartitionHistories {
 
 impl HistoryView for PartitionHistories {
     fn build(&self, events: &[&Event], dicts: &Dictionaries) -> EventBatch {
-        let shared = self
-            .shared
-            .as_ref()
-            .map(|h| h.lock().unwrap_or_else(PoisonError::into_inner));
+        let shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         let parts = self.parts();
         let mut stores: Vec<&HistoryStore> = parts.values().map(|s| s.history.store()).collect();
-        stores.extend(shared.as_ref().map(|h| h.store()));
-        let statuses = match &shared {
-            Some(h) => &h.store().statuses,
-            None => &self.statuses,
-        };
+        stores.push(shared.store());
+        let statuses = &shared.store().statuses;
         EventBatch::build_full(events, dicts, &stores, Some(statuses))
     }
 }
@@ -361,12 +354,16 @@ mod tests {
         .expect("event")
     }
 
+    fn engine_history() -> Arc<Mutex<DurableHistory>> {
+        Arc::new(Mutex::new(DurableHistory::in_memory(400)))
+    }
+
     fn histories(root: &std::path::Path, snapshot_every: u64) -> PartitionHistories {
         PartitionHistories::new(
             Some(root.to_path_buf()),
             400,
             snapshot_every,
-            Arc::new(PersonStatuses::default()),
+            engine_history(),
             KafkaMetrics::new(),
         )
     }
@@ -425,13 +422,7 @@ mod tests {
 
         h.close(0, true);
         assert!(h.partitions().is_empty(), "a durable partition is let go");
-        let memory = PartitionHistories::new(
-            None,
-            400,
-            2,
-            Arc::new(PersonStatuses::default()),
-            KafkaMetrics::new(),
-        );
+        let memory = PartitionHistories::new(None, 400, 2, engine_history(), KafkaMetrics::new());
         memory.open(1).expect("opens");
         memory.record(&[(1, 0, &events[0])]);
         memory.close(1, true);

@@ -99,7 +99,8 @@ enum FrameIn {
     },
 }
 
-#[derive(Serialize, Deserialize)]
+/// A log line as read back ([`WalEntryRef`] writes it).
+#[derive(Deserialize)]
 struct WalEntry {
     position: Option<u64>,
     records: Vec<PersonRecord>,

@@ -219,9 +219,10 @@ type InBatch<'e> = HashMap<&'e str, (Vec<HistEncounter>, Vec<HistLine>)>;
 
 /// Builds the history tables of `events` from `stores` (may be empty: then only the
 /// batch's own earlier events count as history). Several stores are the histories of
-/// several input partitions (Kafka, docs/history.md § 6.1): a person lives in one of
-/// them (the partition key is `patn_id`), so the first store that knows a person or
-/// a trace code answers for it.
+/// the input partitions an instance owns (Kafka, docs/history.md § 6.1) and the
+/// engine's own: a person's rows come from every store that knows the person (the
+/// partition key is `patn_id`, so usually one; a line in two counts once, the first
+/// store's copy), a trace code's first use from the first store that knows it.
 ///
 /// Event *k* of person *p* sees: the stored history of *p* plus the encounters of *p*
 /// in events 0..k of this batch — minus anything its own request carries. A trace
