@@ -297,6 +297,10 @@ async fn throughput(
         started.elapsed()
     );
 
+    let engine = match &processor {
+        Processor::Evaluate(engine) => Some(engine.clone()),
+        _ => None,
+    };
     let metrics = KafkaMetrics::new();
     let pipeline = kafka::start(processor, config, metrics.clone())?;
     let n = events.len() as u64;
@@ -319,11 +323,12 @@ async fn throughput(
     let batches = metrics.batch_events.get_sample_count().max(1) as f64;
     let rate = n as f64 / elapsed.as_secs_f64();
     eprintln!("{name}: {n} events in {elapsed:.2?} = {rate:.0} events/s");
-    if name == "engine" {
+    if let Some(engine) = &engine {
         println!(
             "engine stages, mean ms per batch: {}",
             stage_means(&metrics)
         );
+        println!("costliest rules, mean ms per batch: {}", rule_costs(engine));
     }
     Ok(Throughput {
         rate,
@@ -333,6 +338,34 @@ async fn throughput(
         eval_ms: metrics.evaluate_seconds.get_sample_sum() * 1000.0
             / metrics.evaluate_seconds.get_sample_count().max(1) as f64,
     })
+}
+
+/// The five rules that took the most time, with their mean milliseconds per run
+/// (a run is one batch, or one event scope of it).
+fn rule_costs(engine: &Engine) -> String {
+    let program = engine.program();
+    let mut costs: Vec<(&str, u64, Duration)> = program
+        .rules()
+        .iter()
+        .map(|rule| {
+            let (runs, total) = rule.cost();
+            (rule.rule.rule_id.as_str(), runs, total)
+        })
+        .collect();
+    costs.sort_by_key(|(_, _, total)| std::cmp::Reverse(*total));
+    let all: Duration = costs.iter().map(|(_, _, total)| *total).sum();
+    let top: Vec<String> = costs
+        .iter()
+        .take(5)
+        .map(|(rule_id, runs, total)| {
+            format!(
+                "{rule_id} {:.2} ({:.0}%)",
+                total.as_secs_f64() * 1000.0 / (*runs).max(1) as f64,
+                100.0 * total.as_secs_f64() / all.as_secs_f64().max(f64::MIN_POSITIVE)
+            )
+        })
+        .collect();
+    top.join(", ")
 }
 
 /// Mean milliseconds per batch of each pipeline stage (decode, batch build,

@@ -2,13 +2,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -177,6 +179,26 @@ pub struct CompiledRule {
     plan: Arc<dyn ExecutionPlan>,
     columns: OutputColumns,
     gate: CompiledGate,
+    cost: RuleCost,
+}
+
+impl CompiledRule {
+    /// How often this rule's plan ran and the time it took, since compilation.
+    pub fn cost(&self) -> (u64, Duration) {
+        (
+            self.cost.runs.load(Ordering::Relaxed),
+            Duration::from_nanos(self.cost.nanos.load(Ordering::Relaxed)),
+        )
+    }
+}
+
+/// Running totals of one rule's executions: which rule of a pack costs the most is
+/// the first question when a batch gets slower (two relaxed atomic adds per rule
+/// per batch).
+#[derive(Debug, Default)]
+struct RuleCost {
+    runs: AtomicU64,
+    nanos: AtomicU64,
 }
 
 /// A rule left out of a program because the KB version holds no knowledge of a
@@ -309,6 +331,7 @@ impl Program {
                 plan,
                 columns,
                 gate,
+                cost: RuleCost::default(),
             });
         }
         let runtime = ctx.runtime_env();
@@ -390,6 +413,39 @@ impl Program {
             .map(|idx| (idx, Scope::All))
             .collect();
         self.run(batch, work).await
+    }
+
+    /// Runs each rule whose gate is open for `batch` once, over its scope, and
+    /// returns its time with its physical plan annotated by DataFusion's operator
+    /// metrics (rows out, compute time per operator): where a slow rule spends its
+    /// time. Slowest rule first.
+    pub async fn profile(
+        &self,
+        batch: Arc<EventBatch>,
+    ) -> Result<Vec<(String, Duration, String)>, EvalError> {
+        let scopes = scopes(self.rules.iter().map(|r| &r.gate), &batch, &self.kb);
+        let mut out = Vec::new();
+        for (compiled, scope) in self.rules.iter().zip(scopes) {
+            let task = match scope {
+                Scope::Skip => continue,
+                Scope::All => self.task(&batch, None),
+                Scope::Events(events) => self.task(&batch, Some(events)),
+            };
+            let exec_err = |source| EvalError::Execute {
+                rule_id: compiled.rule.rule_id.clone(),
+                source,
+            };
+            let started = Instant::now();
+            let plan = reset_plan_states(Arc::clone(&compiled.plan)).map_err(exec_err)?;
+            collect(Arc::clone(&plan), task).await.map_err(exec_err)?;
+            let elapsed = started.elapsed();
+            let shown = DisplayableExecutionPlan::with_metrics(plan.as_ref())
+                .indent(true)
+                .to_string();
+            out.push((compiled.rule.rule_id.clone(), elapsed, shown));
+        }
+        out.sort_by_key(|(_, elapsed, _)| std::cmp::Reverse(*elapsed));
+        Ok(out)
     }
 
     /// The rules a closed gate skips for `batch` (indexes into [`Program::rules`]).
@@ -499,8 +555,14 @@ async fn run_lane(
             rule_id: compiled.rule.rule_id.clone(),
             source,
         };
+        let started = Instant::now();
         let plan = reset_plan_states(Arc::clone(&compiled.plan)).map_err(exec_err)?;
         let batches = collect(plan, Arc::clone(task)).await.map_err(exec_err)?;
+        compiled.cost.runs.fetch_add(1, Ordering::Relaxed);
+        compiled.cost.nanos.fetch_add(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         let mut found = Vec::new();
         for out in &batches {
             read_findings(*idx, &compiled.columns, out, &mut found);
