@@ -2,13 +2,17 @@
 //! on every fee line. Indexes are built once per version; lookups borrow the
 //! input `&str` and allocate nothing.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::error::KbError;
 use crate::format::date_to_days;
 use crate::model::{IcdCode, KnowledgePoint};
 use crate::store::{Manifest, VersionMeta};
+
+/// The index maps are probed for every fee line of every rule that reads the KB:
+/// foldhash (seeded per process) instead of the standard SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// Length of the drug-code prefix national lists match on (generic + dosage
 /// form + specification of the 23-char `X…` and 20-char `Z…` codes).
@@ -186,8 +190,8 @@ impl KnowledgeBase {
                 .flat_map(|m| m.values_mut())
                 .for_each(order);
         }
-        let mut code_classes: HashMap<String, Vec<ClassId>> = HashMap::new();
-        let mut prefix_classes: HashMap<String, Vec<ClassId>> = HashMap::new();
+        let mut code_classes: HashMap<String, Vec<ClassId>> = HashMap::default();
+        let mut prefix_classes: HashMap<String, Vec<ClassId>> = HashMap::default();
         for (i, ci) in classes.iter().enumerate() {
             let id = ClassId(i as u16);
             for code in ci.exact.keys().chain(ci.pair_codes.iter()) {

@@ -69,6 +69,15 @@ impl Kind {
         Signature::exact(types, Volatility::Immutable)
     }
 
+    /// The argument that must be a constant (class, field or parameter name).
+    fn constant_arg(self) -> Option<usize> {
+        match self {
+            Kind::Lookup | Kind::Pair | Kind::InPair | Kind::Param => Some(0),
+            Kind::Str | Kind::Num | Kind::Flag => Some(1),
+            Kind::DxMatch => None,
+        }
+    }
+
     fn return_type(self) -> DataType {
         match self {
             Kind::Lookup | Kind::Pair => DataType::Int64,
@@ -361,8 +370,21 @@ impl ScalarUDFImpl for KbFunction {
                 &self.kind.return_type(),
             )));
         }
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let out = self.invoke(&arrays, if all_scalar { 1 } else { rows })?;
+        let rows = if all_scalar { 1 } else { rows };
+        // The constant argument stays one value: expanding the class name to a
+        // column of `rows` copies cost more than the lookups (every call, every rule).
+        let arrays = args
+            .args
+            .iter()
+            .enumerate()
+            .map(|(idx, arg)| match arg {
+                ColumnarValue::Scalar(scalar) if Some(idx) == self.kind.constant_arg() => {
+                    scalar.to_array_of_size(1)
+                }
+                other => other.to_array(rows),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = self.invoke(&arrays, rows)?;
         if all_scalar {
             Ok(ColumnarValue::Scalar(
                 datafusion::common::ScalarValue::try_from_array(&out, 0)?,

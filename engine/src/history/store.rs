@@ -17,13 +17,16 @@
 //! The plain, owned shapes ([`HistEncounter`], [`HistLine`], [`PersonRecord`]) are the
 //! write-ahead-log records and the test/inspection API; the store converts on apply.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::status::PersonStatuses;
 use crate::event::{Encounter, Event, Order, Patient};
+
+/// Persons, symbols and trace codes are looked up for every event: foldhash
+/// (seeded per process) instead of the standard SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 const DAY_MS: i64 = 86_400_000;
 /// How far in the future of the wall clock an event time may move the retention

@@ -1,7 +1,6 @@
 //! History as tables for one micro-batch: `history_orders`, `history_encounters`,
 //! `trace_uses` (schemas in `batch::schema`, reference in docs/tables.md).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -16,6 +15,10 @@ use super::store::{
 };
 use crate::batch::{TableName, table_schema};
 use crate::event::Event;
+
+/// Per-batch maps keyed by ids of the batch: foldhash instead of SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -243,9 +246,9 @@ pub fn history_tables(
     };
     let trace_of = |code: &str| stores.iter().find_map(|&s| s.trace(code).map(|t| (s, t)));
     let mut b = Builders::default();
-    let mut in_batch: InBatch<'_> = HashMap::new();
+    let mut in_batch: InBatch<'_> = HashMap::default();
     // First settlements not in the store: earlier events and earlier lines of this one.
-    let mut batch_traces: HashMap<&str, TraceRecord> = HashMap::new();
+    let mut batch_traces: HashMap<&str, TraceRecord> = HashMap::default();
     for (event_idx, event) in events.iter().enumerate() {
         let event_idx = event_idx as u32;
         for patient in &event.patients {
@@ -264,8 +267,8 @@ pub fn history_tables(
                 .iter()
                 .map(|e| e.mdtrt_id.as_str())
                 .collect();
-            let mut seen_lines: HashSet<(&str, &str)> = HashSet::new();
-            let mut seen_enc: HashSet<&str> = HashSet::new();
+            let mut seen_lines: HashSet<(&str, &str)> = HashSet::default();
+            let mut seen_enc: HashSet<&str> = HashSet::default();
 
             // Earlier events of the batch first (newer than the store).
             if let Some((encounters, lines)) = in_batch.get(patient.patn_id.as_str()) {
@@ -319,8 +322,8 @@ pub fn history_tables(
             // With several stores the same line may be in more than one: the
             // first store's copy counts.
             let several = holders.len() > 1;
-            let mut emitted_lines: HashSet<(&str, &str)> = HashSet::new();
-            let mut emitted_encs: HashSet<&str> = HashSet::new();
+            let mut emitted_lines: HashSet<(&str, &str)> = HashSet::default();
+            let mut emitted_encs: HashSet<&str> = HashSet::default();
             for (s, person) in holders {
                 for enc in &person.encounters {
                     let setting =
