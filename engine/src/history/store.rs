@@ -659,7 +659,7 @@ impl HistoryStore {
     }
 }
 
-fn millis(t: Option<chrono::NaiveDateTime>) -> Option<i64> {
+pub(crate) fn millis(t: Option<chrono::NaiveDateTime>) -> Option<i64> {
     t.map(|t| t.and_utc().timestamp_millis())
 }
 

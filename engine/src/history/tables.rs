@@ -10,11 +10,10 @@ use arrow::array::{
 use fundwatch_rules::Dictionaries;
 
 use super::store::{
-    HistEncounter, HistLine, HistoryStore, PersonHistory, StoredEncounter, StoredLine, TraceRecord,
-    encounter_record, line_record,
+    HistoryStore, PersonHistory, StoredEncounter, StoredLine, TraceRecord, main_diagnosis, millis,
 };
 use crate::batch::{TableName, table_schema};
-use crate::event::Event;
+use crate::event::{Encounter, Event};
 
 /// Per-batch maps keyed by ids of the batch: foldhash instead of SipHash.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -217,8 +216,10 @@ fn setting_of(
         .and_then(|v| v.parse().ok())
 }
 
-/// The lines and encounters of earlier events of the batch, per person.
-type InBatch<'e> = HashMap<&'e str, (Vec<HistEncounter>, Vec<HistLine>)>;
+/// The encounters of earlier events of the batch, per person, borrowed from the
+/// events (most persons appear once per batch: copying every event's lines just in
+/// case was a fifth of the table build).
+type InBatch<'e> = HashMap<&'e str, Vec<&'e Encounter>>;
 
 /// Builds the history tables of `events` from `stores` (may be empty: then only the
 /// batch's own earlier events count as history). Several stores are the histories of
@@ -271,7 +272,7 @@ pub fn history_tables(
             let mut seen_enc: HashSet<&str> = HashSet::default();
 
             // Earlier events of the batch first (newer than the store).
-            if let Some((encounters, lines)) = in_batch.get(patient.patn_id.as_str()) {
+            if let Some(encounters) = in_batch.get(patient.patn_id.as_str()) {
                 let settings: HashMap<&str, Option<i32>> = encounters
                     .iter()
                     .map(|e| {
@@ -279,26 +280,28 @@ pub fn history_tables(
                         (e.mdtrt_id.as_str(), s)
                     })
                     .collect();
-                for line in lines {
-                    let key = (line.mdtrt_id.as_str(), line.rx_id.as_str());
-                    if own_lines.contains(&key) || !seen_lines.insert(key) {
-                        continue;
+                for enc in encounters {
+                    for order in &enc.orders {
+                        let key = (enc.mdtrt_id.as_str(), order.rx_id.as_str());
+                        if own_lines.contains(&key) || !seen_lines.insert(key) {
+                            continue;
+                        }
+                        let row = LineRow {
+                            mdtrt_id: &enc.mdtrt_id,
+                            rx_id: &order.rx_id,
+                            hilist_code: &order.hilist_code,
+                            hilist_name: &order.hilist_name,
+                            hilist_type: &order.hilist_type,
+                            drord_bhvr: &order.drord_bhvr,
+                            medins_id: &enc.medins_id,
+                            setting: settings.get(enc.mdtrt_id.as_str()).copied().flatten(),
+                            begn_millis: millis(order.drord_begn_date.or(enc.adm_date)),
+                            cnt: order.cnt,
+                            sumamt: order.sumamt,
+                            prd_days: order.prd_days,
+                        };
+                        b.line(event_idx, &patient.patn_id, &row);
                     }
-                    let row = LineRow {
-                        mdtrt_id: &line.mdtrt_id,
-                        rx_id: &line.rx_id,
-                        hilist_code: &line.hilist_code,
-                        hilist_name: &line.hilist_name,
-                        hilist_type: &line.hilist_type,
-                        drord_bhvr: &line.drord_bhvr,
-                        medins_id: &line.medins_id,
-                        setting: settings.get(line.mdtrt_id.as_str()).copied().flatten(),
-                        begn_millis: line.begn_millis,
-                        cnt: line.cnt,
-                        sumamt: line.sumamt,
-                        prd_days: line.prd_days,
-                    };
-                    b.line(event_idx, &patient.patn_id, &row);
                 }
                 for enc in encounters {
                     if own_encounters.contains(enc.mdtrt_id.as_str())
@@ -311,9 +314,9 @@ pub fn history_tables(
                         medins_id: &enc.medins_id,
                         setting: settings.get(enc.mdtrt_id.as_str()).copied().flatten(),
                         med_type: &enc.med_type,
-                        adm_millis: enc.adm_millis,
-                        dscg_millis: enc.dscg_millis,
-                        main_dise: &enc.main_dise,
+                        adm_millis: millis(enc.adm_date),
+                        dscg_millis: millis(enc.dscg_date),
+                        main_dise: main_diagnosis(enc),
                     };
                     b.encounter(event_idx, &patient.patn_id, &row);
                 }
@@ -414,13 +417,10 @@ pub fn history_tables(
         }
         // This event becomes history for the rest of the batch.
         for patient in &event.patients {
-            let entry = in_batch.entry(patient.patn_id.as_str()).or_default();
-            for enc in &patient.encounters {
-                entry.0.push(encounter_record(enc));
-                for order in &enc.orders {
-                    entry.1.push(line_record(enc, order));
-                }
-            }
+            in_batch
+                .entry(patient.patn_id.as_str())
+                .or_default()
+                .extend(patient.encounters.iter());
         }
     }
     b.finish()
