@@ -382,12 +382,19 @@ impl DurableHistory {
             self.position = position.or(self.position);
             return Ok(());
         }
-        let records: Vec<PersonRecord> = events
-            .iter()
-            .flat_map(|e| HistoryStore::record_of(e))
-            .collect();
-        self.write_log(&records, position)?;
-        self.apply_records(&records);
+        if self.is_durable() {
+            let records: Vec<PersonRecord> = events
+                .iter()
+                .flat_map(|e| HistoryStore::record_of(e))
+                .collect();
+            self.write_log(&records, position)?;
+            self.apply_records(&records);
+        } else {
+            // Nothing to log: the store reads the events' strings in place.
+            for event in events {
+                self.store.apply(event);
+            }
+        }
         self.position = position.or(self.position);
         self.since_snapshot += events.len() as u64;
         if self.snapshot_due() {

@@ -329,44 +329,47 @@ impl TraceUse {
 /// Trace code → its first settlement (keyed by code, not by person).
 pub type TraceCodes = HashMap<Box<str>, TraceUse>;
 
-/// One stored encounter, plain (log record and inspection).
+/// One stored encounter, plain (log record and inspection). `S` is `String` in the
+/// log; `&str` borrowed from the event when a record only goes into memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistEncounter {
+pub struct HistEncounter<S = String> {
     /// Encounter id.
-    pub mdtrt_id: String,
+    pub mdtrt_id: S,
     /// Institution.
-    pub medins_id: String,
+    pub medins_id: S,
     /// `med_mdtrt_type` as sent.
-    pub med_mdtrt_type: String,
+    pub med_mdtrt_type: S,
     /// `med_type` as sent.
-    pub med_type: String,
+    pub med_type: S,
     /// Admission (epoch ms).
     pub adm_millis: Option<i64>,
     /// Discharge (epoch ms).
     pub dscg_millis: Option<i64>,
     /// Main diagnosis: `dscg_main_dise_codg`, else the diagnosis flagged main.
-    pub main_dise: String,
+    pub main_dise: S,
 }
 
-/// One stored order line, plain (log record and inspection).
+/// One stored order line, plain (log record and inspection); `S` as in
+/// [`HistEncounter`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistLine {
+#[serde(bound(deserialize = "S: Deserialize<'de> + Default"))]
+pub struct HistLine<S = String> {
     /// Encounter.
-    pub mdtrt_id: String,
+    pub mdtrt_id: S,
     /// Order line id.
-    pub rx_id: String,
+    pub rx_id: S,
     /// National code.
-    pub hilist_code: String,
+    pub hilist_code: S,
     /// Name as sent.
-    pub hilist_name: String,
+    pub hilist_name: S,
     /// `hilist_type` as sent.
     #[serde(default)]
-    pub hilist_type: String,
+    pub hilist_type: S,
     /// `drord_bhvr` as sent.
     #[serde(default)]
-    pub drord_bhvr: String,
+    pub drord_bhvr: S,
     /// Institution.
-    pub medins_id: String,
+    pub medins_id: S,
     /// Service time (epoch ms).
     pub begn_millis: Option<i64>,
     /// Quantity.
@@ -392,22 +395,25 @@ pub struct TraceRecord {
     pub millis: Option<i64>,
 }
 
-/// What one patient of one event adds to history (a write-ahead-log record).
+/// What one patient of one event adds to history (a write-ahead-log record). `S`
+/// is `String` in the log; a record that only goes into memory borrows the
+/// event's strings (`&str`), which the store interns without copying twice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PersonRecord {
+#[serde(bound(deserialize = "S: Deserialize<'de> + Default"))]
+pub struct PersonRecord<S = String> {
     /// Person.
-    pub patn_id: String,
+    pub patn_id: S,
     /// Encounters of the request.
-    pub encounters: Vec<HistEncounter>,
+    pub encounters: Vec<HistEncounter<S>>,
     /// Order lines of the request.
-    pub lines: Vec<HistLine>,
+    pub lines: Vec<HistLine<S>>,
     /// Trace codes settled, with where.
-    pub traces: Vec<(String, TraceRecord)>,
+    pub traces: Vec<(S, TraceRecord)>,
 }
 
-fn person_record(patient: &Patient) -> PersonRecord {
+fn person_record<'e, S: From<&'e str>>(patient: &'e Patient) -> PersonRecord<S> {
     let mut record = PersonRecord {
-        patn_id: patient.patn_id.clone(),
+        patn_id: S::from(patient.patn_id.as_str()),
         encounters: Vec::new(),
         lines: Vec::new(),
         traces: Vec::new(),
@@ -418,7 +424,7 @@ fn person_record(patient: &Patient) -> PersonRecord {
             let line = line_record(enc, order);
             for code in &order.trace_codes {
                 record.traces.push((
-                    code.clone(),
+                    S::from(code.as_str()),
                     TraceRecord {
                         patn_id: patient.patn_id.clone(),
                         mdtrt_id: enc.mdtrt_id.clone(),
@@ -504,35 +510,36 @@ impl HistoryStore {
         event.patients.iter().map(person_record).collect()
     }
 
-    /// Records every patient of `event` (upsert by `mdtrt_id` / (`mdtrt_id`, `rx_id`)).
+    /// Records every patient of `event` (upsert by `mdtrt_id` / (`mdtrt_id`, `rx_id`)),
+    /// reading the event's strings in place.
     pub fn apply(&mut self, event: &Event) {
-        for record in Self::record_of(event) {
-            self.apply_record(&record);
+        for patient in &event.patients {
+            self.apply_record(&person_record::<&str>(patient));
         }
     }
 
     /// Applies one log record (upsert; applying it twice changes nothing).
-    pub fn apply_record(&mut self, record: &PersonRecord) {
+    pub fn apply_record<S: AsRef<str>>(&mut self, record: &PersonRecord<S>) {
         if self.retention_days == 0 {
             return;
         }
         let symbols = &mut self.symbols;
-        let person = match self.persons.get_mut(record.patn_id.as_str()) {
+        let person = match self.persons.get_mut(record.patn_id.as_ref()) {
             Some(person) => person,
             None => self
                 .persons
-                .entry(record.patn_id.as_str().into())
+                .entry(record.patn_id.as_ref().into())
                 .or_default(),
         };
         let mut newest = self.newest_millis;
         for enc in &record.encounters {
             newest = newest.max(enc.adm_millis.unwrap_or(0));
             let stored = StoredEncounter {
-                mdtrt_id: enc.mdtrt_id.as_str().into(),
-                medins_id: symbols.intern(&enc.medins_id),
-                med_mdtrt_type: symbols.intern(&enc.med_mdtrt_type),
-                med_type: symbols.intern(&enc.med_type),
-                main_dise: symbols.intern(&enc.main_dise),
+                mdtrt_id: enc.mdtrt_id.as_ref().into(),
+                medins_id: symbols.intern(enc.medins_id.as_ref()),
+                med_mdtrt_type: symbols.intern(enc.med_mdtrt_type.as_ref()),
+                med_type: symbols.intern(enc.med_type.as_ref()),
+                main_dise: symbols.intern(enc.main_dise.as_ref()),
                 adm: Millis::of(enc.adm_millis),
                 dscg: Millis::of(enc.dscg_millis),
                 listed: true,
@@ -542,7 +549,7 @@ impl HistoryStore {
             match person
                 .encounters
                 .iter_mut()
-                .find(|e| *e.mdtrt_id == *enc.mdtrt_id)
+                .find(|e| *e.mdtrt_id == *enc.mdtrt_id.as_ref())
             {
                 Some(existing) => {
                     let lines = std::mem::take(&mut existing.lines);
@@ -566,10 +573,10 @@ impl HistoryStore {
             let stored = StoredLine {
                 rx_start: 0,
                 rx_len: 0,
-                hilist_code: symbols.intern(&line.hilist_code),
-                hilist_name: symbols.intern(&line.hilist_name),
-                hilist_type: symbols.intern(&line.hilist_type),
-                drord_bhvr: symbols.intern(&line.drord_bhvr),
+                hilist_code: symbols.intern(line.hilist_code.as_ref()),
+                hilist_name: symbols.intern(line.hilist_name.as_ref()),
+                hilist_type: symbols.intern(line.hilist_type.as_ref()),
+                drord_bhvr: symbols.intern(line.drord_bhvr.as_ref()),
                 begn: Millis::of(line.begn_millis),
                 cnt: line.cnt,
                 sumamt: line.sumamt,
@@ -578,14 +585,14 @@ impl HistoryStore {
             let idx = match person
                 .encounters
                 .iter()
-                .position(|e| *e.mdtrt_id == *line.mdtrt_id)
+                .position(|e| *e.mdtrt_id == *line.mdtrt_id.as_ref())
             {
                 Some(idx) => idx,
                 None => {
                     // A line whose encounter was never recorded: keep it, unlisted.
                     person.encounters.push(StoredEncounter {
-                        mdtrt_id: line.mdtrt_id.as_str().into(),
-                        medins_id: symbols.intern(&line.medins_id),
+                        mdtrt_id: line.mdtrt_id.as_ref().into(),
+                        medins_id: symbols.intern(line.medins_id.as_ref()),
                         med_mdtrt_type: 0,
                         med_type: 0,
                         main_dise: 0,
@@ -599,15 +606,15 @@ impl HistoryStore {
                 }
             };
             match by_encounter.iter_mut().find(|(i, _)| *i == idx) {
-                Some((_, lines)) => lines.push((&line.rx_id, stored)),
-                None => by_encounter.push((idx, vec![(&line.rx_id, stored)])),
+                Some((_, lines)) => lines.push((line.rx_id.as_ref(), stored)),
+                None => by_encounter.push((idx, vec![(line.rx_id.as_ref(), stored)])),
             }
         }
         for (idx, lines) in by_encounter {
             person.encounters[idx].upsert_lines(lines);
         }
         for (code, used) in &record.traces {
-            if !self.trace_codes.contains_key(code.as_str()) {
+            if !self.trace_codes.contains_key(code.as_ref()) {
                 let first = TraceUse::new(
                     &used.patn_id,
                     &used.mdtrt_id,
@@ -615,7 +622,7 @@ impl HistoryStore {
                     symbols.intern(&used.medins_id),
                     Millis::of(used.millis),
                 );
-                self.trace_codes.insert(code.as_str().into(), first);
+                self.trace_codes.insert(code.as_ref().into(), first);
             }
         }
         self.newest_millis = newest;
@@ -674,27 +681,27 @@ pub(crate) fn main_diagnosis(enc: &Encounter) -> &str {
         .map_or("", |d| d.dise_codg.as_str())
 }
 
-pub(crate) fn encounter_record(enc: &Encounter) -> HistEncounter {
+fn encounter_record<'e, S: From<&'e str>>(enc: &'e Encounter) -> HistEncounter<S> {
     HistEncounter {
-        mdtrt_id: enc.mdtrt_id.clone(),
-        medins_id: enc.medins_id.clone(),
-        med_mdtrt_type: enc.med_mdtrt_type.clone(),
-        med_type: enc.med_type.clone(),
+        mdtrt_id: S::from(enc.mdtrt_id.as_str()),
+        medins_id: S::from(enc.medins_id.as_str()),
+        med_mdtrt_type: S::from(enc.med_mdtrt_type.as_str()),
+        med_type: S::from(enc.med_type.as_str()),
         adm_millis: millis(enc.adm_date),
         dscg_millis: millis(enc.dscg_date),
-        main_dise: main_diagnosis(enc).to_string(),
+        main_dise: S::from(main_diagnosis(enc)),
     }
 }
 
-pub(crate) fn line_record(enc: &Encounter, order: &Order) -> HistLine {
+fn line_record<'e, S: From<&'e str>>(enc: &'e Encounter, order: &'e Order) -> HistLine<S> {
     HistLine {
-        mdtrt_id: enc.mdtrt_id.clone(),
-        rx_id: order.rx_id.clone(),
-        hilist_code: order.hilist_code.clone(),
-        hilist_name: order.hilist_name.clone(),
-        hilist_type: order.hilist_type.clone(),
-        drord_bhvr: order.drord_bhvr.clone(),
-        medins_id: enc.medins_id.clone(),
+        mdtrt_id: S::from(enc.mdtrt_id.as_str()),
+        rx_id: S::from(order.rx_id.as_str()),
+        hilist_code: S::from(order.hilist_code.as_str()),
+        hilist_name: S::from(order.hilist_name.as_str()),
+        hilist_type: S::from(order.hilist_type.as_str()),
+        drord_bhvr: S::from(order.drord_bhvr.as_str()),
+        medins_id: S::from(enc.medins_id.as_str()),
         begn_millis: millis(order.drord_begn_date.or(enc.adm_date)),
         cnt: order.cnt,
         sumamt: order.sumamt,
