@@ -122,3 +122,49 @@ async fn alerts_do_not_depend_on_batching() {
     assert!(!singles.is_empty());
     assert_eq!(singles, together);
 }
+
+/// Each compiled rule counts its runs and time, and `Program::profile` runs every rule
+/// whose gate opens with DataFusion's operator metrics in its plan: what
+/// `rule_profile` and `kafka_bench` report to rule authors.
+#[tokio::test]
+async fn rules_report_their_cost_and_profile() {
+    let pack = pack();
+    let kb = Arc::new(fundwatch_kb::national().expect("national KB"));
+    let program = Program::compile(Arc::clone(&pack), kb, &ProgramOptions::default())
+        .await
+        .expect("compiles");
+    assert!(program.rules().iter().all(|r| r.cost().0 == 0));
+
+    let events = case_events(&pack);
+    let refs: Vec<&Event> = events.iter().collect();
+    let batch = Arc::new(EventBatch::build(&refs, &pack.manifest.dictionaries));
+    program
+        .evaluate(Arc::clone(&batch), None)
+        .await
+        .expect("evaluates");
+    // A closed gate skips the plan (person-status rules need a history store).
+    let skipped = program.gated_out(&batch);
+    assert!(skipped.len() < 3, "gates closed for {skipped:?}");
+    for (idx, rule) in program.rules().iter().enumerate() {
+        let (runs, time) = rule.cost();
+        let expected = u64::from(!skipped.contains(&idx));
+        assert_eq!(runs, expected, "{} ran {runs} times", rule.rule.rule_id);
+        assert_eq!(time.is_zero(), expected == 0, "{}", rule.rule.rule_id);
+    }
+
+    let profile = program.profile(batch).await.expect("profiles");
+    assert_eq!(profile.len(), program.rules().len() - skipped.len());
+    assert!(
+        profile.windows(2).all(|w| w[0].1 >= w[1].1),
+        "slowest first"
+    );
+    for (rule_id, _, plan) in &profile {
+        assert!(
+            plan.contains("output_rows="),
+            "{rule_id}: no operator metrics in\n{plan}"
+        );
+    }
+    // Profiling is not counted as evaluation.
+    let runs: u64 = program.rules().iter().map(|r| r.cost().0).sum();
+    assert_eq!(runs as usize, program.rules().len() - skipped.len());
+}
