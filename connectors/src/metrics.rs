@@ -18,11 +18,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use fundwatch_engine::{Stage, StageObserver};
-use prometheus::core::Collector;
+use fundwatch_engine::{Engine, Stage, StageObserver};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds: 25 µs … 10 s, dense around the 5 ms inline and
@@ -351,6 +352,18 @@ impl Metrics {
         &self.inner.registry
     }
 
+    /// Exposes what each rule of `engine`'s active programs has cost since they
+    /// were compiled (`fundwatch_rule_eval_seconds_total`, `fundwatch_rule_evals_total`,
+    /// per `rule_id` and `pack`), read from the programs at every scrape: the
+    /// rule to look at first when evaluation gets slower. A version swap starts
+    /// new programs, so the counters restart (Prometheus' `rate` handles resets).
+    pub fn watch_rule_costs(&self, engine: &Engine) {
+        let collector = RuleCostCollector::new(engine.clone());
+        if let Err(err) = self.registry().register(Box::new(collector)) {
+            tracing::warn!(error = %err, "rule cost metrics not registered");
+        }
+    }
+
     /// The metrics of `source`, registered on first use and shared afterwards.
     pub fn source(&self, source: Source) -> SourceMetrics {
         let mut sources = self
@@ -516,5 +529,66 @@ mod tests {
         );
         metrics.set_shadow_version(None);
         assert!(!metrics.render().contains("mode=\"shadow\""));
+    }
+}
+
+/// Reads the per-rule costs of the engine's active programs at scrape time.
+#[derive(Debug)]
+struct RuleCostCollector {
+    engine: Engine,
+    descs: Vec<Desc>,
+}
+
+impl RuleCostCollector {
+    const SECONDS: (&str, &str) = (
+        "fundwatch_rule_eval_seconds_total",
+        "Time spent executing each rule's plan since its program was compiled",
+    );
+    const RUNS: (&str, &str) = (
+        "fundwatch_rule_evals_total",
+        "Executions of each rule's plan (one per micro-batch whose gate lets the rule run)",
+    );
+
+    fn new(engine: Engine) -> Self {
+        let descs = [Self::SECONDS, Self::RUNS]
+            .iter()
+            .flat_map(|(name, help)| {
+                let family = Self::family(name, help);
+                family.desc().into_iter().cloned().collect::<Vec<_>>()
+            })
+            .collect();
+        Self { engine, descs }
+    }
+
+    fn family(name: &str, help: &str) -> CounterVec {
+        // Constant, valid names and labels.
+        CounterVec::new(Opts::new(name, help), &["rule_id", "pack"]).expect("valid metric")
+    }
+}
+
+impl Collector for RuleCostCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let seconds = Self::family(Self::SECONDS.0, Self::SECONDS.1);
+        let runs = Self::family(Self::RUNS.0, Self::RUNS.1);
+        let deployment = self.engine.deployment();
+        // A KB timeline has one program per slot, all of the same pack: summed.
+        for slot in deployment.slots() {
+            let pack = slot.program.pack().version_label();
+            for rule in slot.program.rules() {
+                let (n, time) = rule.cost();
+                let labels = [rule.rule.rule_id.as_str(), pack.as_str()];
+                seconds
+                    .with_label_values(&labels)
+                    .inc_by(time.as_secs_f64());
+                runs.with_label_values(&labels).inc_by(n as f64);
+            }
+        }
+        let mut out = seconds.collect();
+        out.extend(runs.collect());
+        out
     }
 }

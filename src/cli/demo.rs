@@ -391,6 +391,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let engine =
         common::load_engine(args.kb.as_deref(), args.rules.as_deref(), Clock::Wall).await?;
     let metrics = Metrics::new();
+    metrics.watch_rule_costs(&engine);
     let source = metrics.source(Source::Synthetic);
     let engine = engine.with_observer(Arc::new(source.clone()));
     let program = engine.program();

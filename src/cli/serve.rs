@@ -59,6 +59,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         common::load_person_status(&engine, config.engine.person_status.as_deref())?;
         // One registry for the process, served at /metrics.
         let metrics = Metrics::new();
+        metrics.watch_rule_costs(&engine);
         // The Kafka pipeline shares this engine (versions, history); it reports
         // its stages with source="kafka".
         let pipeline_engine = kafka.as_ref().map(|_| engine.clone());

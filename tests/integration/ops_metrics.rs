@@ -25,6 +25,8 @@ const DEMO_FAMILIES: &[&str] = &[
     "fundwatch_batch_events",
     "fundwatch_event_to_alert_seconds",
     "fundwatch_errors_total",
+    "fundwatch_rule_eval_seconds_total",
+    "fundwatch_rule_evals_total",
     "fundwatch_http_requests_total",
     "fundwatch_http_request_duration_seconds",
     "fundwatch_http_queue_depth",
@@ -169,6 +171,21 @@ async fn demo_serves_health_and_exactly_the_documented_metrics_then_stops_on_sig
     );
     assert!(text.contains("fundwatch_alerts_total{rule_id=\""));
     assert!(text.contains("sev_deg=\""));
+    // Every rule of the active pack reports its cost; after a run with alerts
+    // some plans ran and took time.
+    let rules_costed = text
+        .lines()
+        .filter(|l| l.starts_with("fundwatch_rule_evals_total{"))
+        .count();
+    let pack_rules = std::fs::read_dir(ops_support::repo().join("rule-base/packs/national/rules"))
+        .expect("the national pack's rules")
+        .count();
+    assert_eq!(
+        rules_costed, pack_rules,
+        "one series per rule of the national pack"
+    );
+    assert!(ops_support::sum(&text, "fundwatch_rule_evals_total") > 0.0);
+    assert!(ops_support::sum(&text, "fundwatch_rule_eval_seconds_total") > 0.0);
 
     // SIGTERM: the batch in flight finishes, the summary is printed, exit 0
     // (the run is scored: every label found, no false alert).
