@@ -11,7 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::Path;
 use std::sync::Arc;
 
-use fundwatch_engine::{Event, decode_value};
+use fundwatch_engine::{Event, Program, ProgramOptions, decode_value};
 use fundwatch_kb::KnowledgeBase;
 use fundwatch_rules::RulePack;
 
@@ -19,6 +19,35 @@ use fundwatch_rules::RulePack;
 pub fn national_pack() -> Arc<RulePack> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rule-base/packs/national");
     Arc::new(RulePack::load(dir).unwrap_or_else(|err| panic!("national pack: {err}")))
+}
+
+/// The national pack compiled against the shipped KB (default options), with
+/// the synthetic generator over the same pack and KB (`seed`): what the stream
+/// benchmarks (`kafka_bench`, `rule_profile`) evaluate.
+pub async fn national_stream_setup(
+    seed: u64,
+) -> anyhow::Result<(Arc<Program>, fundwatch_connectors::synthetic::Generator)> {
+    use anyhow::Context;
+    use fundwatch_connectors::synthetic::{Generator, GeneratorConfig};
+    let pack = national_pack();
+    let kb = national_kb();
+    let program = Program::compile(
+        Arc::clone(&pack),
+        Arc::clone(&kb),
+        &ProgramOptions::default(),
+    )
+    .await
+    .context("compiling the national pack")?;
+    let generator = Generator::new(
+        kb,
+        &pack,
+        GeneratorConfig {
+            seed,
+            ..GeneratorConfig::default()
+        },
+    )
+    .context("synthetic generator")?;
+    Ok((Arc::new(program), generator))
 }
 
 /// The shipped national KB.

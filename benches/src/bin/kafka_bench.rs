@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use fundwatch_connectors::kafka::{self, KafkaConfig, KafkaMetrics, Processor, Setting};
-use fundwatch_connectors::synthetic::{Generator, GeneratorConfig};
-use fundwatch_engine::{Clock, Engine, Program, ProgramOptions, Stage};
+use fundwatch_connectors::synthetic::Generator;
+use fundwatch_engine::{Clock, Engine, Stage};
 use hdrhistogram::Histogram;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -121,33 +121,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     println!("machine: {cores} cores, {cpu}; broker {brokers}");
 
-    let pack = fundwatch_benches::national_pack();
-    let kb = fundwatch_benches::national_kb();
-    let program = Program::compile(
-        Arc::clone(&pack),
-        Arc::clone(&kb),
-        &ProgramOptions::default(),
-    )
-    .await
-    .context("compiling the national pack")?;
+    let (program, mut generator) = fundwatch_benches::national_stream_setup(args.seed).await?;
     eprintln!(
         "engine: {} rules of {}, KB {}",
         program.rules().len(),
-        pack.version_label(),
-        kb.id()
+        program.pack().version_label(),
+        program.kb().id()
     );
-    let engine = Engine::new(Arc::new(program), Clock::Wall);
+    let engine = Engine::new(program, Clock::Wall);
 
     let n_events = if args.latency_only { 0 } else { args.events };
-    let mut generator = Generator::new(
-        Arc::clone(&kb),
-        &pack,
-        GeneratorConfig {
-            seed: args.seed,
-            ..GeneratorConfig::default()
-        },
-    )
-    .context("synthetic generator")?;
     let started = Instant::now();
     let events: Vec<(String, Vec<u8>)> = (0..n_events)
         .map(|_| {

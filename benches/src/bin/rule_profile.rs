@@ -16,9 +16,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use fundwatch_connectors::synthetic::{Generator, GeneratorConfig};
 use fundwatch_engine::history::HistoryView;
-use fundwatch_engine::{Clock, Engine, Event, Program, ProgramOptions, decode_event};
+use fundwatch_engine::{Clock, Engine, Event, decode_event};
 
 /// Per-rule evaluation profile of the national pack.
 #[derive(Debug, Parser)]
@@ -44,26 +43,9 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let pack = fundwatch_benches::national_pack();
-    let kb = fundwatch_benches::national_kb();
-    let program = Program::compile(
-        Arc::clone(&pack),
-        Arc::clone(&kb),
-        &ProgramOptions::default(),
-    )
-    .await
-    .context("compiling the national pack")?;
-    let program = Arc::new(program);
+    let (program, mut generator) = fundwatch_benches::national_stream_setup(args.seed).await?;
+    let pack = Arc::clone(program.pack());
     let engine = Engine::new(Arc::clone(&program), Clock::Wall);
-    let mut generator = Generator::new(
-        Arc::clone(&kb),
-        &pack,
-        GeneratorConfig {
-            seed: args.seed,
-            ..GeneratorConfig::default()
-        },
-    )
-    .context("synthetic generator")?;
     let mut next_batch = || -> anyhow::Result<Vec<Event>> {
         (0..args.batch)
             .map(|_| decode_event(&generator.next_event().json).context("generated event"))
