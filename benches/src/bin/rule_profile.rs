@@ -70,7 +70,6 @@ async fn main() -> anyhow::Result<()> {
                 None => totals.push((rule_id, elapsed, plan)),
             }
         }
-        let refs: Vec<&Event> = events.iter().collect();
         engine.evaluate(&refs).await?;
     }
     totals.sort_by_key(|(_, elapsed, _)| std::cmp::Reverse(*elapsed));

@@ -183,6 +183,21 @@ pub struct CompiledRule {
 }
 
 impl CompiledRule {
+    /// Runs a fresh copy of the kept plan (its state reset) over `task`'s batch;
+    /// the copy is returned too, holding this run's operator metrics.
+    async fn execute(
+        &self,
+        task: Arc<TaskContext>,
+    ) -> Result<(Arc<dyn ExecutionPlan>, Vec<RecordBatch>), EvalError> {
+        let exec_err = |source| EvalError::Execute {
+            rule_id: self.rule.rule_id.clone(),
+            source,
+        };
+        let plan = reset_plan_states(Arc::clone(&self.plan)).map_err(exec_err)?;
+        let batches = collect(Arc::clone(&plan), task).await.map_err(exec_err)?;
+        Ok((plan, batches))
+    }
+
     /// How often this rule's plan ran and the time it took, since compilation.
     pub fn cost(&self) -> (u64, Duration) {
         (
@@ -431,13 +446,8 @@ impl Program {
                 Scope::All => self.task(&batch, None),
                 Scope::Events(events) => self.task(&batch, Some(events)),
             };
-            let exec_err = |source| EvalError::Execute {
-                rule_id: compiled.rule.rule_id.clone(),
-                source,
-            };
             let started = Instant::now();
-            let plan = reset_plan_states(Arc::clone(&compiled.plan)).map_err(exec_err)?;
-            collect(Arc::clone(&plan), task).await.map_err(exec_err)?;
+            let (plan, _) = compiled.execute(task).await?;
             let elapsed = started.elapsed();
             let shown = DisplayableExecutionPlan::with_metrics(plan.as_ref())
                 .indent(true)
@@ -551,13 +561,8 @@ async fn run_lane(
             return Ok(done);
         };
         let compiled = &rules[*idx];
-        let exec_err = |source| EvalError::Execute {
-            rule_id: compiled.rule.rule_id.clone(),
-            source,
-        };
         let started = Instant::now();
-        let plan = reset_plan_states(Arc::clone(&compiled.plan)).map_err(exec_err)?;
-        let batches = collect(plan, Arc::clone(task)).await.map_err(exec_err)?;
+        let (_, batches) = compiled.execute(Arc::clone(task)).await?;
         compiled.cost.runs.fetch_add(1, Ordering::Relaxed);
         compiled.cost.nanos.fetch_add(
             u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),

@@ -14,8 +14,10 @@
 //!   `Box<str>` each (16 bytes + one allocation);
 //! - stores times and days of supply with a sentinel for "none" (8 bytes, not 16).
 //!
-//! The plain, owned shapes ([`HistEncounter`], [`HistLine`], [`PersonRecord`]) are the
-//! write-ahead-log records and the test/inspection API; the store converts on apply.
+//! The plain shapes ([`HistEncounter`], [`HistLine`], [`PersonRecord`]) are the
+//! write-ahead-log records and the test/inspection API, owned (`String`) there and
+//! borrowed from the event (`&str`) when an event only goes into memory; the store
+//! converts on apply.
 
 use std::sync::Arc;
 
