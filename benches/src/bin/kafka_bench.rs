@@ -56,12 +56,16 @@ struct Args {
     /// Input partitions.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
-    /// Events per micro-batch (kafka.batch.max_events).
-    #[arg(long, default_value_t = 1024)]
-    batch: usize,
-    /// Batch wait (kafka.batch.max_wait_ms).
-    #[arg(long, default_value_t = 5)]
-    wait_ms: u64,
+    /// Events per micro-batch (kafka.batch.max_events; default: the pipeline's).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Messages buffered between the consumer and the batch task (kafka.queue;
+    /// default: the pipeline's).
+    #[arg(long)]
+    queue: Option<usize>,
+    /// Batch wait (kafka.batch.max_wait_ms; default: the pipeline's).
+    #[arg(long)]
+    wait_ms: Option<u64>,
     /// Latency phase rate in events/s (default: half the engine throughput).
     #[arg(long)]
     rate: Option<f64>,
@@ -200,8 +204,15 @@ fn config(brokers: &str, args: &Args, name: &str) -> KafkaConfig {
     config.input_topic = format!("bench.{name}.{stamp}.in");
     config.alerts_topic = format!("bench.{name}.{stamp}.alerts");
     config.dlq_topic = format!("bench.{name}.{stamp}.dlq");
-    config.batch.max_events = args.batch;
-    config.batch.max_wait_ms = args.wait_ms;
+    if let Some(max_events) = args.batch {
+        config.batch.max_events = max_events;
+    }
+    if let Some(wait_ms) = args.wait_ms {
+        config.batch.max_wait_ms = wait_ms;
+    }
+    if let Some(queue) = args.queue {
+        config.queue = queue;
+    }
     config.state_dir = args
         .state_dir
         .as_ref()

@@ -3,16 +3,18 @@
 //! alerts topic, at least once.
 //!
 //! ```text
-//!  consumer thread ──queue (kafka.queue)──▶ batch task ──▶ ack task
-//!  (source.rs)                              decode, evaluate,  awaits delivery
-//!   registers each offset                   send alerts / DLQ  reports, stores
-//!   in the tracker                          (kafka.max_in_flight_batches)  low-water marks
+//!  consumer thread ──queue (kafka.queue)──▶ batch task ──▶ send task ──▶ ack task
+//!  (source.rs)                              evaluate,      alert JSON,   awaits delivery
+//!   decodes, registers each offset          record         dead letters, reports, stores
+//!   in the tracker                          history        producer      low-water marks
+//!                                   (at most kafka.max_in_flight_batches past the batch task)
 //! ```
 //!
 //! - **Batches** close at `kafka.batch.max_events` events or `max_wait_ms` after
 //!   their first event. One batch is evaluated at a time, in consumption order, so
 //!   a person's events (one partition, key `patn_id`) are evaluated in order.
-//! - **Sends start at once** (librdkafka batches them); the ack task follows the
+//! - **Sends start at once**, in the send task while the batch task evaluates the
+//!   next batch (librdkafka batches them); the ack task follows the
 //!   delivery reports of up to `max_in_flight_batches` batches concurrently and,
 //!   when every alert of a message (or its dead letter) is acknowledged, completes
 //!   its offset. Both queues are bounded: a slow broker slows evaluation, which
@@ -291,26 +293,43 @@ pub fn start(
     };
 
     let sink = Arc::new(sink);
+    let (evaluated_tx, evaluated_rx) = mpsc::unbounded_channel::<Evaluated>();
     let (batch_tx, batch_rx) = mpsc::unbounded_channel::<InFlightBatch>();
+    // Both channels are bounded by the permits: a batch holds one from the batch
+    // task until all its records are acknowledged.
     let permits = Arc::new(Semaphore::new(config.max_in_flight_batches));
     let batcher = Batcher {
         processor,
         histories: histories.clone(),
+        metrics: metrics.clone(),
+        max_events: config.batch.max_events,
+        max_wait: config.max_wait(),
+    };
+    let sender = Sender {
         sink: Arc::clone(&sink),
         metrics: metrics.clone(),
         alerts_topic: Arc::from(config.alerts_topic.as_str()),
         dlq_topic: Arc::from(config.dlq_topic.as_str()),
-        max_events: config.batch.max_events,
-        max_wait: config.max_wait(),
     };
-    let batch_task = tokio::spawn(batcher.run(record_rx, batch_tx, permits));
-    let ack_task = tokio::spawn(acknowledge(
-        batch_rx,
-        Arc::clone(&sink),
-        committer.clone(),
-        metrics.clone(),
-        Arc::from(config.dlq_topic.as_str()),
-    ));
+    // In pipeline order: each ends once the one before it has ended and it has
+    // passed on what it held.
+    let mut tasks: Vec<(&'static str, JoinHandle<()>)> = vec![
+        (
+            "batch",
+            tokio::spawn(batcher.run(record_rx, evaluated_tx, permits)),
+        ),
+        ("send", tokio::spawn(sender.run(evaluated_rx, batch_tx))),
+        (
+            "ack",
+            tokio::spawn(acknowledge(
+                batch_rx,
+                Arc::clone(&sink),
+                committer.clone(),
+                metrics.clone(),
+                Arc::from(config.dlq_topic.as_str()),
+            )),
+        ),
+    ];
 
     let drain_timeout = config.drain_timeout();
     let task_metrics = metrics.clone();
@@ -318,19 +337,11 @@ pub fn start(
     let mut stopped = stop_rx;
     let task = tokio::spawn(async move {
         // Until asked to stop, or until a task ends by itself (a failure).
-        let mut batch_task = batch_task;
-        let mut ack_task = ack_task;
-        let (mut batch_done, mut ack_done) = (false, false);
         let early = tokio::select! {
             biased;
             _ = stopped.wait_for(|stop| *stop) => None,
-            result = &mut batch_task => {
-                batch_done = true;
-                Some(("batch", result))
-            }
-            result = &mut ack_task => {
-                ack_done = true;
-                Some(("ack", result))
+            (result, index, _) = futures::future::select_all(tasks.iter_mut().map(|(_, t)| t)) => {
+                Some((tasks.remove(index).0, result))
             }
         };
         // Once a stop is requested the tasks end by themselves: not a failure.
@@ -344,26 +355,25 @@ pub fn start(
             };
             let _ = stop_on_failure.send(true);
             shared.set_closing();
-            batch_task.abort();
-            ack_task.abort();
+            for (_, other) in &tasks {
+                other.abort();
+            }
             close(consumer, committer, consumer_thread, &sink, histories).await;
             return Err(PipelineError::Task { task, message });
         }
 
         // Stopping: the consumer thread has seen the flag; what was read drains
-        // through the batch and ack tasks, bounded.
+        // through the batch, send and ack tasks, bounded.
         let drained = tokio::time::timeout(drain_timeout, async {
-            if !batch_done {
-                let _ = (&mut batch_task).await;
-            }
-            if !ack_done {
-                let _ = (&mut ack_task).await;
+            for (_, task) in &mut tasks {
+                let _ = task.await;
             }
         })
         .await;
         if drained.is_err() {
-            batch_task.abort();
-            ack_task.abort();
+            for (_, task) in &tasks {
+                task.abort();
+            }
         }
         shared.set_closing();
         let abandoned = shared.in_flight() as u64;
@@ -464,14 +474,40 @@ enum SendKind {
     Forward,
 }
 
+/// A batch evaluated (or, in the raw pipe, only batched) whose sends are not
+/// started yet: what the batch task hands the send task.
+struct Evaluated {
+    records: Vec<Record>,
+    /// One per record, in order.
+    outcomes: Vec<Outcome>,
+    /// The batch's decoded events: the alerts are built, so they are only
+    /// dropped — by the send task, off the evaluation path.
+    events: Vec<Event>,
+    permit: OwnedSemaphorePermit,
+    /// The batch's `kafka_batch` span.
+    span: tracing::Span,
+}
+
+/// What goes out for one input message.
+enum Outcome {
+    /// Its alerts (none: nothing to send, the offset completes at once).
+    Alerts(Vec<Alert>),
+    /// It goes to the dead-letter topic: it failed at `stage`.
+    DeadLetter {
+        stage: &'static str,
+        error: DecodeError,
+    },
+    /// Raw pipe: its value, unchanged, to the alerts topic.
+    Forward,
+}
+
+/// The batch task: forms micro-batches, decodes what the consumer thread did not,
+/// evaluates, and records history. One batch at a time, in consumption order.
 struct Batcher {
     processor: Processor,
     /// The owned partitions' histories (with [`Processor::Evaluate`]).
     histories: Option<Arc<PartitionHistories>>,
-    sink: Arc<Sink>,
     metrics: KafkaMetrics,
-    alerts_topic: Arc<str>,
-    dlq_topic: Arc<str>,
     max_events: usize,
     max_wait: Duration,
 }
@@ -480,7 +516,7 @@ impl Batcher {
     async fn run(
         self,
         mut records: mpsc::Receiver<Record>,
-        batches: mpsc::UnboundedSender<InFlightBatch>,
+        evaluated: mpsc::UnboundedSender<Evaluated>,
         permits: Arc<Semaphore>,
     ) {
         let mut seq: u64 = 0;
@@ -530,30 +566,34 @@ impl Batcher {
                 alerts = tracing::field::Empty,
                 dead_letters = tracing::field::Empty,
             );
-            let pending = self.process(batch).instrument(span).await;
-            if batches
-                .send(InFlightBatch {
-                    records: pending,
-                    permit,
-                })
-                .is_err()
-            {
-                tracing::debug!("batch task: the acknowledgement task is gone");
+            let (outcomes, events) = self.process(&mut batch).instrument(span.clone()).await;
+            let done = Evaluated {
+                records: batch,
+                outcomes,
+                events,
+                permit,
+                span,
+            };
+            if evaluated.send(done).is_err() {
+                tracing::debug!("batch task: the send task is gone");
                 break;
             }
         }
     }
 
-    /// Decodes, evaluates and starts the sends of one batch.
-    async fn process(&self, batch: Vec<Record>) -> Vec<PendingRecord> {
+    /// Decodes and evaluates one batch and records it into history; returns each
+    /// record's outcome and the decoded events.
+    async fn process(&self, batch: &mut [Record]) -> (Vec<Outcome>, Vec<Event>) {
         self.metrics.batch_events.observe(batch.len() as f64);
         let engine = match &self.processor {
-            Processor::Forward => return self.forward(batch).await,
+            Processor::Forward => {
+                let outcomes = batch.iter().map(|_| Outcome::Forward).collect();
+                return (outcomes, Vec::new());
+            }
             Processor::Evaluate(engine) => engine,
         };
         // The consumer thread decoded each message as it arrived (overlapping
         // the evaluation of the batch before); decode here what it did not.
-        let mut batch = batch;
         let mut decode_time = Duration::ZERO;
         let decoded: Vec<Result<Event, DecodeError>> = batch
             .iter_mut()
@@ -567,9 +607,9 @@ impl Batcher {
                 event
             })
             .collect();
-        let source = &self.metrics.source;
         // The batch's decode time, wherever it was spent.
-        source
+        self.metrics
+            .source
             .stage(Stage::Decode)
             .observe(decode_time.as_secs_f64());
         // Events an earlier owner evaluated, read again to rebuild history, are
@@ -603,62 +643,40 @@ impl Batcher {
         // The batch becomes history for the next one at once; it is logged once
         // its alerts are acknowledged (state.rs).
         self.record_history(&evaluated);
+        drop((evaluated, events));
 
-        let span = tracing::Span::current();
-        let (mut n_alerts, mut n_dead) = (0usize, 0usize);
-        let mut pending = Vec::with_capacity(batch.len());
-        let sink_started = Instant::now();
-        for ((record, decoded), replayed) in batch.into_iter().zip(decoded).zip(replayed) {
-            let outcome = match decoded {
-                // Its alerts or dead letter went out under the earlier owner.
-                _ if replayed => Ok(Vec::new()),
-                Err(err) => Err(("decode", err)),
-                // One result per decoded event, in order.
-                Ok(_) => alerts.next().unwrap_or_else(|| {
-                    Err((
-                        "evaluate",
-                        DecodeError {
-                            path: "$".into(),
-                            value: None,
-                            reason: "the engine returned no result for this event".into(),
-                        },
-                    ))
-                }),
-            };
-            let sends = match outcome {
-                Ok(alerts) => {
-                    n_alerts += alerts.len();
-                    alerts.iter().map(|a| self.alert_message(a)).collect()
-                }
-                Err((stage, err)) => {
-                    n_dead += 1;
-                    let kind = if stage == "decode" {
-                        "decode"
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut kept = Vec::with_capacity(batch.len());
+        for (decoded, replayed) in decoded.into_iter().zip(replayed) {
+            outcomes.push(match decoded {
+                Err(error) => Outcome::DeadLetter {
+                    stage: "decode",
+                    error,
+                },
+                Ok(event) => {
+                    kept.push(event);
+                    // Its alerts or dead letter went out under the earlier owner.
+                    if replayed {
+                        Outcome::Alerts(Vec::new())
                     } else {
-                        "evaluate"
-                    };
-                    source.error(kind);
-                    tracing::warn!(
-                        stage,
-                        partition = record.ticket.tp.partition,
-                        offset = record.ticket.offset,
-                        path = %err.path,
-                        reason = %err.reason,
-                        "message sent to the dead-letter topic"
-                    );
-                    vec![self.dead_letter(&record, stage, &err)]
+                        // One result per evaluated event, in order.
+                        match alerts.next() {
+                            Some(Ok(alerts)) => Outcome::Alerts(alerts),
+                            Some(Err((stage, error))) => Outcome::DeadLetter { stage, error },
+                            None => Outcome::DeadLetter {
+                                stage: "evaluate",
+                                error: DecodeError {
+                                    path: "$".into(),
+                                    value: None,
+                                    reason: "the engine returned no result for this event".into(),
+                                },
+                            },
+                        }
+                    }
                 }
-            };
-            pending.push(self.start_sends(record, sends).await);
+            });
         }
-        // Handing the batch's alerts to the producer; the wait for the broker's
-        // acknowledgement shows in fundwatch_event_to_alert_seconds.
-        source
-            .stage(Stage::Sink)
-            .observe(sink_started.elapsed().as_secs_f64());
-        span.record("alerts", n_alerts);
-        span.record("dead_letters", n_dead);
-        pending
+        (outcomes, kept)
     }
 
     /// The engine's alerts per event; when the batch fails, each event is tried
@@ -726,21 +744,87 @@ impl Batcher {
             None => engine.evaluate_only(events).await,
         }
     }
+}
 
-    async fn forward(&self, batch: Vec<Record>) -> Vec<PendingRecord> {
-        let mut pending = Vec::with_capacity(batch.len());
-        for record in batch {
-            let message = OutMessage {
-                topic: Arc::clone(&self.alerts_topic),
-                key: record.key.clone(),
-                payload: record.payload.clone().unwrap_or_default(),
-                headers: Vec::new(),
-            };
-            pending.push(
-                self.start_sends(record, vec![(message, SendKind::Forward)])
-                    .await,
-            );
+/// The send task: turns each evaluated batch into messages, hands them to the
+/// producer in batch order, and passes the batch on to the acknowledgement task.
+/// Its own task, so that serialising alerts and dropping a batch's events overlap
+/// the evaluation of the next batch instead of delaying it.
+struct Sender {
+    sink: Arc<Sink>,
+    metrics: KafkaMetrics,
+    alerts_topic: Arc<str>,
+    dlq_topic: Arc<str>,
+}
+
+impl Sender {
+    async fn run(
+        self,
+        mut evaluated: mpsc::UnboundedReceiver<Evaluated>,
+        batches: mpsc::UnboundedSender<InFlightBatch>,
+    ) {
+        while let Some(batch) = evaluated.recv().await {
+            let Evaluated {
+                records,
+                outcomes,
+                events,
+                permit,
+                span,
+            } = batch;
+            let records = self.start(records, outcomes).instrument(span).await;
+            if batches.send(InFlightBatch { records, permit }).is_err() {
+                tracing::debug!("send task: the acknowledgement task is gone");
+                break;
+            }
+            drop(events);
         }
+    }
+
+    /// Starts the sends of one batch's records.
+    async fn start(&self, records: Vec<Record>, outcomes: Vec<Outcome>) -> Vec<PendingRecord> {
+        let started = Instant::now();
+        let (mut n_alerts, mut n_dead) = (0usize, 0usize);
+        let mut pending = Vec::with_capacity(records.len());
+        for (record, outcome) in records.into_iter().zip(outcomes) {
+            let sends = match outcome {
+                Outcome::Alerts(alerts) => {
+                    n_alerts += alerts.len();
+                    alerts.iter().map(|a| self.alert_message(a)).collect()
+                }
+                Outcome::Forward => vec![(
+                    OutMessage {
+                        topic: Arc::clone(&self.alerts_topic),
+                        key: record.key.clone(),
+                        payload: record.payload.clone().unwrap_or_default(),
+                        headers: Vec::new(),
+                    },
+                    SendKind::Forward,
+                )],
+                Outcome::DeadLetter { stage, error } => {
+                    n_dead += 1;
+                    self.metrics.source.error(stage);
+                    tracing::warn!(
+                        stage,
+                        partition = record.ticket.tp.partition,
+                        offset = record.ticket.offset,
+                        path = %error.path,
+                        reason = %error.reason,
+                        "message sent to the dead-letter topic"
+                    );
+                    vec![dead_letter_message(&self.dlq_topic, &record, stage, &error)]
+                }
+            };
+            pending.push(self.start_sends(record, sends).await);
+        }
+        // Handing the batch's alerts to the producer; the wait for the broker's
+        // acknowledgement shows in fundwatch_event_to_alert_seconds.
+        self.metrics
+            .source
+            .stage(Stage::Sink)
+            .observe(started.elapsed().as_secs_f64());
+        let span = tracing::Span::current();
+        span.record("alerts", n_alerts);
+        span.record("dead_letters", n_dead);
         pending
     }
 
@@ -779,15 +863,6 @@ impl Batcher {
                 fixmedins_code: alert.fixmedins_code.clone(),
             },
         )
-    }
-
-    fn dead_letter(
-        &self,
-        record: &Record,
-        stage: &'static str,
-        err: &DecodeError,
-    ) -> (OutMessage, SendKind) {
-        dead_letter_message(&self.dlq_topic, record, stage, err)
     }
 }
 
