@@ -76,6 +76,36 @@ struct PartitionState {
     replay_until: Option<i64>,
 }
 
+/// One partition's events of a batch, to record into its store.
+struct Recording<'a> {
+    partition: i32,
+    state: &'a mut PartitionState,
+    /// In offset order.
+    events: Vec<(i64, &'a Event)>,
+}
+
+impl Recording<'_> {
+    /// Applies the events to the partition's store; keeps their records until
+    /// they are logged.
+    fn apply(&mut self) {
+        let state = &mut *self.state;
+        for &(offset, event) in &self.events {
+            if state.history.is_durable() {
+                let records = HistoryStore::record_of(event);
+                state.history.apply_records(&records);
+                state.pending.push_back((offset, records));
+            } else if let Err(err) = state.history.apply(&[event], None) {
+                // In memory nothing can fail; a message rather than a panic all the same.
+                tracing::warn!(partition = self.partition, error = %err, "recording history failed");
+            }
+        }
+    }
+}
+
+/// Batches from this size record their partitions' histories in parallel: a
+/// thread's spawn (~30 µs) is then a few percent of the work it takes.
+const PARALLEL_RECORD_MIN_EVENTS: usize = 256;
+
 /// Where reading a newly assigned partition starts, as its history says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Resume {
@@ -259,27 +289,52 @@ impl PartitionHistories {
             return;
         }
         let mut parts = self.parts();
-        let mut touched: Vec<i32> = Vec::new();
+        // Each owned partition's events, in consumption order.
+        let mut by_partition: BTreeMap<i32, Vec<(i64, &Event)>> = BTreeMap::new();
         for &(partition, offset, event) in events {
-            let Some(state) = parts.get_mut(&partition) else {
-                continue;
-            };
-            if !touched.contains(&partition) {
-                touched.push(partition);
-            }
-            if state.history.is_durable() {
-                let records = HistoryStore::record_of(event);
-                state.history.apply_records(&records);
-                state.pending.push_back((offset, records));
-            } else if let Err(err) = state.history.apply(&[event], None) {
-                // In memory nothing can fail; a message rather than a panic all the same.
-                tracing::warn!(partition, error = %err, "recording history failed");
-            }
+            by_partition
+                .entry(partition)
+                .or_default()
+                .push((offset, event));
         }
-        for partition in touched {
-            if let Some(state) = parts.get(&partition) {
-                self.count_persons(partition, state.history.store().persons());
+        let mut work: Vec<Recording<'_>> = parts
+            .iter_mut()
+            .filter_map(|(partition, state)| {
+                let events = by_partition.remove(partition)?;
+                Some(Recording {
+                    partition: *partition,
+                    state,
+                    events,
+                })
+            })
+            .collect();
+        // Partitions' stores are independent: a large batch records them on as
+        // many threads as there are cores (history is on the stream's serial path).
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(work.len());
+        if threads > 1 && events.len() >= PARALLEL_RECORD_MIN_EVENTS {
+            // Largest partitions first, each to the least loaded thread.
+            work.sort_by_key(|r| std::cmp::Reverse(r.events.len()));
+            let mut shares: Vec<(usize, Vec<Recording<'_>>)> =
+                (0..threads).map(|_| (0, Vec::new())).collect();
+            for recording in work.drain(..) {
+                if let Some((load, share)) = shares.iter_mut().min_by_key(|(load, _)| *load) {
+                    *load += recording.events.len();
+                    share.push(recording);
+                }
             }
+            std::thread::scope(|scope| {
+                for (_, share) in &mut shares {
+                    scope.spawn(move || share.iter_mut().for_each(Recording::apply));
+                }
+            });
+            work = shares.into_iter().flat_map(|(_, share)| share).collect();
+        } else {
+            work.iter_mut().for_each(Recording::apply);
+        }
+        for r in &work {
+            self.count_persons(r.partition, r.state.history.store().persons());
         }
     }
 
@@ -373,6 +428,91 @@ mod tests {
             .get(&partition)
             .and_then(|s| s.history.store().person(patn).map(|p| p.line_count()))
             .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_large_batch_records_each_partition_as_event_by_event_recording_does() {
+        // 600 events over three owned partitions (uneven) and one not owned: one
+        // call (partitions on parallel threads) and 600 calls of one event must
+        // leave the same stores and the same records pending, in offset order.
+        let events: Vec<(i32, Event)> = (0..600)
+            .map(|i: usize| {
+                let partition = [0, 0, 1, 2, 3][i % 5];
+                (
+                    partition,
+                    event(&format!("P{}", i % 97), 1 + (i % 28) as u32),
+                )
+            })
+            .collect();
+        let located: Vec<(i32, i64, &Event)> = events
+            .iter()
+            .zip(0..)
+            .map(|((partition, event), offset)| (*partition, offset, event))
+            .collect();
+        let (dir_one, dir_each) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (one, each) = (
+            histories(dir_one.path(), 100_000),
+            histories(dir_each.path(), 100_000),
+        );
+        for h in [&one, &each] {
+            for partition in 0..3 {
+                h.open(partition).expect("opens");
+            }
+        }
+        one.record(&located);
+        for single in &located {
+            each.record(std::slice::from_ref(single));
+        }
+        let (one_parts, each_parts) = (one.parts(), each.parts());
+        assert_eq!(
+            one_parts.keys().collect::<Vec<_>>(),
+            vec![&0, &1, &2],
+            "the partition not owned is not recorded"
+        );
+        for (partition, state) in one_parts.iter() {
+            let other = &each_parts[partition];
+            let pending =
+                |s: &PartitionState| s.pending.iter().map(|(o, _)| *o).collect::<Vec<_>>();
+            let offsets = pending(state);
+            assert!(
+                offsets.windows(2).all(|w| w[0] < w[1]),
+                "partition {partition}: offset order"
+            );
+            assert_eq!(
+                offsets,
+                pending(other),
+                "partition {partition}: pending records"
+            );
+            assert_eq!(
+                state.history.store().persons(),
+                other.history.store().persons()
+            );
+            for p in 0..97 {
+                let lines = |s: &PartitionState| {
+                    s.history
+                        .store()
+                        .person(&format!("P{p}"))
+                        .map(|p| p.line_count())
+                };
+                assert_eq!(
+                    lines(state),
+                    lines(other),
+                    "partition {partition}, person P{p}"
+                );
+            }
+        }
+        assert_eq!(
+            pending_total(&one_parts),
+            600 - 120,
+            "every owned event is pending"
+        );
+    }
+
+    fn pending_total(parts: &BTreeMap<i32, PartitionState>) -> usize {
+        parts.values().map(|s| s.pending.len()).sum()
     }
 
     #[test]

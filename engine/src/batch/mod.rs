@@ -86,6 +86,71 @@ impl EventBatch {
         history: &[&HistoryStore],
         statuses: Option<&PersonStatuses>,
     ) -> Self {
+        let parallel = events.len() >= PARALLEL_BUILD_MIN_EVENTS;
+        Self::build_split(events, dicts, history, statuses, parallel)
+    }
+
+    /// [`Self::build_full`]; `parallel`: the history tables on a second thread.
+    fn build_split(
+        events: &[&Event],
+        dicts: &Dictionaries,
+        history: &[&HistoryStore],
+        statuses: Option<&PersonStatuses>,
+        parallel: bool,
+    ) -> Self {
+        // The history tables depend only on the events and the stores: a large
+        // batch builds them on a second thread while this one builds the event
+        // tables (each is about half of the build, which is on the stream's
+        // serial path).
+        let (current, past) = if parallel {
+            std::thread::scope(|scope| {
+                let past = scope.spawn(|| history_tables(events, history, dicts));
+                let current = EventTables::build(events, dicts, statuses);
+                // The builders cannot fail: a panic there is a bug, raised again here.
+                let past = past
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (current, past)
+            })
+        } else {
+            (
+                EventTables::build(events, dicts, statuses),
+                history_tables(events, history, dicts),
+            )
+        };
+        Self {
+            tables: [
+                current.orders,
+                current.diagnoses,
+                current.encounters,
+                current.operations,
+                past.orders,
+                past.encounters,
+                past.trace_uses,
+                current.person_status,
+            ],
+            lines: current.lines,
+            events: events.len(),
+        }
+    }
+}
+
+/// Batches from this size build their history tables on a second thread: the
+/// spawn (~30 µs) is then under 5 % of the work it moves (~4 µs per event).
+const PARALLEL_BUILD_MIN_EVENTS: usize = 256;
+
+/// The tables of the request itself (and the statuses of its persons).
+struct EventTables {
+    orders: RecordBatch,
+    diagnoses: RecordBatch,
+    encounters: RecordBatch,
+    operations: RecordBatch,
+    person_status: RecordBatch,
+    lines: Vec<LineRef>,
+}
+
+impl EventTables {
+    fn build(events: &[&Event], dicts: &Dictionaries, statuses: Option<&PersonStatuses>) -> Self {
         let mut orders = OrdersBuilder::default();
         let mut diagnoses = DiagnosesBuilder::default();
         let mut encounters = EncountersBuilder::default();
@@ -139,20 +204,13 @@ impl EventBatch {
                 }
             }
         }
-        let past = history_tables(events, history, dicts);
         Self {
-            tables: [
-                orders.finish(),
-                diagnoses.finish(),
-                encounters.finish(),
-                operations.finish(),
-                past.orders,
-                past.encounters,
-                past.trace_uses,
-                status_table(events, statuses),
-            ],
+            orders: orders.finish(),
+            diagnoses: diagnoses.finish(),
+            encounters: encounters.finish(),
+            operations: operations.finish(),
+            person_status: status_table(events, statuses),
             lines,
-            events: events.len(),
         }
     }
 }
@@ -414,5 +472,63 @@ impl OperationsBuilder {
         columns.push(Arc::new(self.oprn_time.finish()));
         columns.push(Arc::new(self.main_oprn.finish()));
         batch(TableName::Operations, columns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::decode_value;
+
+    fn event(patn: usize, day: usize) -> Event {
+        decode_value(&serde_json::json!({
+            "patient_dtos": [{
+                "patn_id": format!("P{patn}"), "gend": "1", "brdy": "1980-01-01",
+                "curr_mdtrt_id": format!("M{patn}-{day}"),
+                "fsi_encounter_dtos": [{
+                    "mdtrt_id": format!("M{patn}-{day}"), "medins_id": "H1",
+                    "adm_date": format!("2026-03-{day:02} 08:00:00"),
+                    "dise_codg": "J18.900", "dscg_main_dise_codg": "J18.900",
+                    "fsi_diagnose_dtos": [{"dise_codg": "J18.900", "maindise_flag": "1"}],
+                    "fsi_order_dtos": [
+                        {"rx_id": format!("R{patn}-{day}-1"), "hilist_code": "X1", "cnt": 1,
+                         "sumamt": 10.0, "drord_begn_date": format!("2026-03-{day:02} 09:00:00")},
+                        {"rx_id": format!("R{patn}-{day}-2"), "hilist_code": "X2", "cnt": 2,
+                         "sumamt": 20.0, "drug_trac_codg": format!("T{patn}")}
+                    ]
+                }]
+            }]
+        }))
+        .expect("event")
+    }
+
+    #[test]
+    fn a_large_batch_built_on_two_threads_equals_the_one_built_on_one() {
+        // 300 events of 50 persons, over stored history of the same persons: every
+        // history table has rows from the store and from earlier events of the batch.
+        let mut store = HistoryStore::new(400);
+        for patn in 0..50 {
+            store.apply(&event(patn, 1));
+        }
+        let events: Vec<Event> = (0..300).map(|i| event(i % 50, 2 + i / 50)).collect();
+        let refs: Vec<&Event> = events.iter().collect();
+        let dicts = Dictionaries::default();
+        let stores = [&store];
+        let one = EventBatch::build_split(&refs, &dicts, &stores, None, false);
+        let two = EventBatch::build_split(&refs, &dicts, &stores, None, true);
+        for (name, table) in TABLES {
+            assert_eq!(one.table(name), two.table(name), "table {table}");
+        }
+        assert_eq!(one.lines, two.lines);
+        for name in [
+            TableName::HistoryOrders,
+            TableName::HistoryEncounters,
+            TableName::TraceUses,
+        ] {
+            assert!(
+                one.table(name).num_rows() > 0,
+                "{name:?} has rows to compare"
+            );
+        }
     }
 }
