@@ -185,8 +185,9 @@ pub struct KafkaConfig {
     /// Batches evaluated but not yet acknowledged by the broker; when reached,
     /// evaluation waits for acknowledgements (backpressure). With `queue`, this
     /// bounds the messages held: up to `queue + max_in_flight_batches ×
-    /// batch.max_events` (8,192 + 16 × 4,096 by default, ~3.5 KB each for a
-    /// national request).
+    /// batch.max_events` (~3.5 KB each for a national request). Batches are
+    /// small when the broker keeps up, so this is also a bound on the rate at a
+    /// given acknowledgement latency.
     pub max_in_flight_batches: usize,
     /// On partition revoke (rebalance) and on shutdown: how long to wait for the
     /// alerts of messages in flight before letting the partitions go; what is
@@ -229,7 +230,7 @@ impl Default for KafkaConfig {
             dlq_topic: "fundwatch.settlements.dlq".into(),
             batch: BatchConfig::default(),
             queue: 8192,
-            max_in_flight_batches: 16,
+            max_in_flight_batches: 32,
             drain_timeout_ms: 10_000,
             state_dir: None,
             snapshot_every: 200_000,
