@@ -643,6 +643,7 @@ impl Batcher {
         // The batch becomes history for the next one at once; it is logged once
         // its alerts are acknowledged (state.rs).
         self.record_history(&evaluated);
+        // Both borrow `decoded`, whose events move into the outcomes below.
         drop((evaluated, events));
 
         let mut outcomes = Vec::with_capacity(batch.len());
